@@ -1,0 +1,56 @@
+// Command-line parsing shared by every program: the same flags mean the same thing everywhere,
+// and bad input always gets one line naming the problem, the usage, and exit status 2.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace portreuse {
+
+inline constexpr int kExitUsage = 2;
+inline constexpr int kExitCouldNotRun = 1;
+
+struct OptionSpec {
+  std::string name;        // "--port"
+  std::string value_name;  // "P"; empty for a flag without value
+  std::string help;
+};
+
+struct ParsedArgs {
+  std::map<std::string, std::string> values;  // "--port" -> "9999"; flags map to ""
+  std::vector<std::string> positional;
+
+  [[nodiscard]] bool has(std::string_view name) const { return values.count(std::string(name)) > 0; }
+  [[nodiscard]] std::optional<std::string> value(std::string_view name) const;
+};
+
+struct UsageError {
+  std::string message;  // one line: "unknown option --frobnicate"
+};
+
+class CommandLine {
+ public:
+  CommandLine(std::string program, std::string synopsis, std::string description, std::vector<OptionSpec> options,
+              std::size_t max_positional = 0);
+
+  // "--help" is always accepted and recorded like any flag.
+  [[nodiscard]] std::variant<ParsedArgs, UsageError> parse(int argc, const char* const* argv) const;
+  [[nodiscard]] std::string usage() const;
+  [[nodiscard]] const std::string& program() const { return program_; }
+
+ private:
+  std::string program_;
+  std::string synopsis_;
+  std::string description_;
+  std::vector<OptionSpec> options_;
+  std::size_t max_positional_;
+};
+
+// Colour only for a terminal, and never when NO_COLOR is set (https://no-color.org).
+bool colour_wanted(bool disabled_by_flag, int fd);
+
+}  // namespace portreuse

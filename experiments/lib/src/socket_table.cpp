@@ -1,0 +1,204 @@
+#include "portreuse/socket_table.hpp"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <unistd.h>
+
+#include <array>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace portreuse {
+namespace {
+
+std::optional<unsigned long> parse_hex(std::string_view text) {
+  unsigned long value = 0;
+  const auto* end = text.data() + text.size();
+  const auto [stop, error] = std::from_chars(text.data(), end, value, 16);
+  if (error != std::errc{} || stop != end) return std::nullopt;
+  return value;
+}
+
+// "0100007F:9C7B" (IPv4) or 32 hex digits ":9C7B" (IPv6). The kernel prints each 32-bit word
+// of the address as the host sees it in memory, so copying the words back restores the bytes.
+std::optional<Endpoint> parse_proc_endpoint(std::string_view text, int family) {
+  const auto colon = text.find(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  const auto port = parse_hex(text.substr(colon + 1));
+  if (!port || *port > 0xFFFF) return std::nullopt;
+  const auto address = text.substr(0, colon);
+  if (family == AF_INET) {
+    if (address.size() != 8) return std::nullopt;
+    const auto word = parse_hex(address);
+    if (!word) return std::nullopt;
+    sockaddr_in v4{};
+    v4.sin_family = AF_INET;
+    v4.sin_port = htons(static_cast<std::uint16_t>(*port));
+    const auto raw = static_cast<std::uint32_t>(*word);
+    std::memcpy(&v4.sin_addr, &raw, sizeof raw);
+    return Endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&v4), sizeof v4);
+  }
+  if (address.size() != 32) return std::nullopt;
+  sockaddr_in6 v6{};
+  v6.sin6_family = AF_INET6;
+  v6.sin6_port = htons(static_cast<std::uint16_t>(*port));
+  for (std::size_t index = 0; index < 4; ++index) {
+    const auto word = parse_hex(address.substr(index * 8, 8));
+    if (!word) return std::nullopt;
+    const auto raw = static_cast<std::uint32_t>(*word);
+    std::memcpy(&v6.sin6_addr.s6_addr[index * 4], &raw, sizeof raw);
+  }
+  return Endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&v6), sizeof v6);
+}
+
+std::vector<std::string_view> split_fields(std::string_view line) {
+  std::vector<std::string_view> fields;
+  std::size_t position = 0;
+  while (position < line.size()) {
+    while (position < line.size() && (line[position] == ' ' || line[position] == '\t')) ++position;
+    const auto start = position;
+    while (position < line.size() && line[position] != ' ' && line[position] != '\t') ++position;
+    if (position > start) fields.push_back(line.substr(start, position - start));
+  }
+  return fields;
+}
+
+std::string format_seconds(double seconds) {
+  std::array<char, 32> text{};
+  std::snprintf(text.data(), text.size(), "%.1f s", seconds);
+  return text.data();
+}
+
+}  // namespace
+
+std::string SocketEntry::state_name() const {
+  if (transport == Transport::udp) return state == TcpState::established ? "ESTAB" : "UNCONN";
+  switch (state) {
+    case TcpState::established: return "ESTAB";
+    case TcpState::syn_sent: return "SYN-SENT";
+    case TcpState::syn_recv: return "SYN-RECV";
+    case TcpState::fin_wait1: return "FIN-WAIT-1";
+    case TcpState::fin_wait2: return "FIN-WAIT-2";
+    case TcpState::time_wait: return "TIME-WAIT";
+    case TcpState::close: return "CLOSE";
+    case TcpState::close_wait: return "CLOSE-WAIT";
+    case TcpState::last_ack: return "LAST-ACK";
+    case TcpState::listen: return "LISTEN";
+    case TcpState::closing: return "CLOSING";
+    case TcpState::new_syn_recv: return "NEW-SYN-RECV";
+  }
+  return "UNKNOWN";
+}
+
+std::string SocketEntry::describe() const {
+  std::string text = state_name();
+  text.resize(std::max<std::size_t>(text.size(), 11), ' ');
+  text += local.text();
+  const bool has_peer = remote.port() != 0;
+  if (has_peer) text += " <-> " + remote.text();
+  if (timer == TimerKind::time_wait) text += ", " + format_seconds(timer_seconds) + " left";
+  return text;
+}
+
+std::optional<SocketEntry> parse_proc_net_line(std::string_view line, int family, Transport transport,
+                                               long ticks_per_second) {
+  // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...
+  const auto fields = split_fields(line);
+  if (fields.size() < 10 || fields[0].empty() || fields[0].back() != ':') return std::nullopt;
+  auto local = parse_proc_endpoint(fields[1], family);
+  auto remote = parse_proc_endpoint(fields[2], family);
+  const auto state = parse_hex(fields[3]);
+  const auto timer_colon = fields[5].find(':');
+  if (!local || !remote || !state || timer_colon == std::string_view::npos) return std::nullopt;
+  const auto timer = parse_hex(fields[5].substr(0, timer_colon));
+  const auto ticks = parse_hex(fields[5].substr(timer_colon + 1));
+  if (!timer || !ticks) return std::nullopt;
+  unsigned long uid = 0;
+  unsigned long inode = 0;
+  if (std::from_chars(fields[7].data(), fields[7].data() + fields[7].size(), uid).ec != std::errc{} ||
+      std::from_chars(fields[9].data(), fields[9].data() + fields[9].size(), inode).ec != std::errc{}) {
+    return std::nullopt;
+  }
+  SocketEntry entry;
+  entry.transport = transport;
+  entry.state = static_cast<TcpState>(*state);
+  entry.local = *local;
+  entry.remote = *remote;
+  entry.timer = static_cast<TimerKind>(*timer);
+  entry.timer_seconds =
+      ticks_per_second > 0 ? static_cast<double>(*ticks) / static_cast<double>(ticks_per_second) : 0.0;
+  entry.uid = static_cast<unsigned>(uid);
+  entry.inode = inode;
+  return entry;
+}
+
+Result<std::vector<SocketEntry>> read_socket_table(Transport transport) {
+  const long ticks_per_second = ::sysconf(_SC_CLK_TCK);
+  const char* const base = transport == Transport::tcp ? "/proc/net/tcp" : "/proc/net/udp";
+  std::vector<SocketEntry> table;
+  bool any_file = false;
+  for (const auto& [suffix, family] : {std::pair{"", AF_INET}, std::pair{"6", AF_INET6}}) {
+    std::ifstream file(std::string(base) + suffix);
+    if (!file) continue;  // no tcp6 when IPv6 is off
+    any_file = true;
+    std::string line;
+    while (std::getline(file, line)) {
+      if (auto entry = parse_proc_net_line(line, family, transport, ticks_per_second)) table.push_back(*entry);
+    }
+  }
+  if (!any_file) return make_error(ENOENT);
+  return table;
+}
+
+std::vector<SocketEntry> bound_to_port(const std::vector<SocketEntry>& table, std::uint16_t port) {
+  std::vector<SocketEntry> found;
+  for (const auto& entry : table) {
+    if (entry.local.port() == port) found.push_back(entry);
+  }
+  return found;
+}
+
+std::vector<SocketEntry> involving_port(const std::vector<SocketEntry>& table, std::uint16_t port) {
+  std::vector<SocketEntry> found;
+  for (const auto& entry : table) {
+    if (entry.local.port() == port || entry.remote.port() == port) found.push_back(entry);
+  }
+  return found;
+}
+
+std::optional<SocketOwner> find_socket_owner(unsigned long inode) {
+  if (inode == 0) return std::nullopt;
+  const std::string wanted = "socket:[" + std::to_string(inode) + "]";
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return std::nullopt;
+  std::optional<SocketOwner> owner;
+  while (!owner) {
+    const dirent* process = ::readdir(proc);
+    if (process == nullptr) break;
+    if (process->d_name[0] < '0' || process->d_name[0] > '9') continue;
+    const std::string fd_dir = std::string("/proc/") + process->d_name + "/fd";
+    DIR* fds = ::opendir(fd_dir.c_str());
+    if (fds == nullptr) continue;  // gone, or not ours to look at
+    while (const dirent* fd = ::readdir(fds)) {
+      std::array<char, 64> target{};
+      const auto path = fd_dir + "/" + fd->d_name;
+      const auto length = ::readlink(path.c_str(), target.data(), target.size() - 1);
+      if (length > 0 && wanted == std::string_view(target.data(), static_cast<std::size_t>(length))) {
+        SocketOwner found;
+        found.pid = static_cast<pid_t>(std::stol(process->d_name));
+        std::ifstream comm(std::string("/proc/") + process->d_name + "/comm");
+        std::getline(comm, found.command);
+        owner = found;
+        break;
+      }
+    }
+    ::closedir(fds);
+  }
+  ::closedir(proc);
+  return owner;
+}
+
+}  // namespace portreuse

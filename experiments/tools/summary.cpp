@@ -1,0 +1,89 @@
+// portreuse-summary: the table at the end of scripts/run-all.sh.
+// Reads the JSON Lines the experiments wrote in this run (one object per step) and prints, per
+// step, what the article claims, what was observed here, and the verdict.
+// Usage: portreuse-summary [--no-color] FILE
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "portreuse/cli.hpp"
+#include "portreuse/json.hpp"
+#include "portreuse/narrator.hpp"
+
+namespace {
+
+std::string padded(std::string text, std::size_t width) {
+  if (text.size() < width) text.resize(width, ' ');
+  return text;
+}
+
+portreuse::Tone verdict_tone(const std::string& verdict) {
+  if (verdict == "holds") return portreuse::Tone::good;
+  if (verdict == "could-not-run") return portreuse::Tone::bad;
+  return portreuse::Tone::note;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace portreuse;
+  const CommandLine cli("portreuse-summary", "[--no-color] FILE",
+                        "Prints the summary table of a run from the experiments' JSON Lines.",
+                        {{"--no-color", "", "no colours"}}, 1);
+  const auto parsed = cli.parse(argc, argv);
+  if (const auto* error = std::get_if<UsageError>(&parsed)) {
+    std::cerr << cli.program() << ": " << error->message << "\n" << cli.usage();
+    return kExitUsage;
+  }
+  const auto& args = std::get<ParsedArgs>(parsed);
+  if (args.has("--help")) {
+    std::cout << cli.usage();
+    return 0;
+  }
+  if (args.positional.size() != 1) {
+    std::cerr << cli.program() << ": missing FILE\n" << cli.usage();
+    return kExitUsage;
+  }
+  std::ifstream input(args.positional[0]);
+  if (!input) {
+    std::cerr << cli.program() << ": cannot read " << args.positional[0] << "\n";
+    return kExitCouldNotRun;
+  }
+  const Narrator paint(std::cout, true, colour_wanted(args.has("--no-color"), 1));
+  std::vector<std::map<std::string, std::string>> rows;
+  std::string line;
+  while (std::getline(input, line)) {
+    if (auto row = parse_flat_json(line)) rows.push_back(*row);
+  }
+  std::map<std::string, int> counts;
+  int unexpected = 0;
+  std::cout << "\n"
+            << paint.paint("Summary: what the articles claim, and what this machine did", Tone::heading) << "\n\n";
+  std::cout << padded("exp", 5) << padded("step", 46) << padded("article says", 15) << padded("observed here", 16)
+            << "verdict\n";
+  std::cout << std::string(100, '-') << "\n";
+  for (auto& row : rows) {
+    const auto verdict = row.count("verdict") ? row["verdict"] : std::string("could-not-run");
+    ++counts[verdict];
+    if (row["as_expected"] == "false") ++unexpected;
+    std::cout << padded(row["experiment"], 5) << padded(row["step"], 46) << padded(row["claimed"], 15)
+              << padded(row["outcome"], 16) << paint.paint(verdict, verdict_tone(verdict)) << "\n";
+  }
+  std::cout << std::string(100, '-') << "\n"
+            << rows.size() << " steps: " << counts["holds"] << " claims hold here, " << counts["does-not-hold"]
+            << " do not hold here, " << counts["depends-on-platform"] << " depend on the platform";
+  if (counts["could-not-run"] > 0) std::cout << ", " << counts["could-not-run"] << " could not run";
+  std::cout << ".\n";
+  if (unexpected > 0) {
+    std::cout << paint.paint(std::to_string(unexpected) +
+                                 " step(s) behaved unlike the Linux the lessons describe: read their explanations.",
+                             Tone::note)
+              << "\n";
+  } else {
+    std::cout << "Every outcome matched what the lessons expect on Linux.\n";
+  }
+  return 0;
+}
