@@ -2,7 +2,7 @@
 # run-all.sh: build the suite when needed, run every experiment in the manifest's order, narrate
 # each one, and end with a table of what the articles claim and what this machine did.
 #
-# Usage: scripts/run-all.sh [--list] [--only 02,05] [--step] [--json] [--no-build] [--no-color] [--help]
+# Usage: scripts/run-all.sh [--list] [--only 02,05] [--step] [--json] [--long] [--no-build] [--no-color] [--help]
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -13,7 +13,7 @@ manifest="$root/experiments/manifest.txt"
 
 usage() {
   cat <<'EOF'
-Usage: scripts/run-all.sh [--list] [--only NN[,NN...]] [--step] [--json] [--no-build] [--no-color] [--help]
+Usage: scripts/run-all.sh [--list] [--only NN[,NN...]] [--step] [--json] [--long] [--no-build] [--no-color] [--help]
 
 Builds the suite (CMake preset "default") when the build is missing or stale, then runs every
 experiment in teaching order and ends with a summary table.
@@ -23,6 +23,7 @@ Options:
   --only LIST     run only these experiments, e.g. --only 02,05
   --step          pause for Enter before each experiment and each step (for a classroom)
   --json          print the experiments' JSON Lines only (one object per step), nothing else
+  --long          also run the steps that take long (minutes: waiting out TIME_WAIT, for example)
   --no-build      do not build; use the programs already in build/default/bin
   --no-color      no colours (also when NO_COLOR is set or output is not a terminal)
   --help          show this help and exit
@@ -47,7 +48,7 @@ while read -r number slug title; do
   titles+=("$title")
 done <"$manifest"
 
-list=false only="" step=false json=false build=true colour=true
+list=false only="" step=false json=false long=false build=true colour=true
 while [[ $# -gt 0 ]]; do
   case $1 in
     --list) list=true ;;
@@ -59,6 +60,7 @@ while [[ $# -gt 0 ]]; do
     --only=*) only=${1#--only=} ;;
     --step) step=true ;;
     --json) json=true ;;
+    --long) long=true ;;
     --no-build) build=false ;;
     --no-color) colour=false ;;
     -h | --help)
@@ -142,10 +144,13 @@ for index in "${selected[@]}"; do
   number=${numbers[$index]}
   program="$bin_dir/$number-${slugs[$index]}"
   pause "experiment $number, ${titles[$index]}"
+  flags=("${program_flags[@]}")
+  # Only programs with long steps know --long.
+  if $long && grep -q -- '--long' <<<"$("$program" --help)"; then flags+=(--long); fi
   if $json; then
-    "$program" --json "${program_flags[@]}" || failed+=("$number (exit status $?)")
+    "$program" --json "${flags[@]}" || failed+=("$number (exit status $?)")
   else
-    "$program" --record "$record" "${program_flags[@]}" || failed+=("$number (exit status $?)")
+    "$program" --record "$record" "${flags[@]}" || failed+=("$number (exit status $?)")
   fi
 done
 elapsed_ms=$((($(date +%s%N) - started) / 1000000))

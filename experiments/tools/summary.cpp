@@ -75,6 +75,7 @@ int main(int argc, char** argv) {
   std::cout << std::string(100, '-') << "\n"
             << rows.size() << " steps: " << counts["holds"] << " claims hold here, " << counts["does-not-hold"]
             << " do not hold here, " << counts["depends-on-platform"] << " depend on the platform";
+  if (counts["skipped"] > 0) std::cout << ", " << counts["skipped"] << " skipped (this system cannot run them)";
   if (counts["could-not-run"] > 0) std::cout << ", " << counts["could-not-run"] << " could not run";
   std::cout << ".\n";
   if (unexpected > 0) {

@@ -149,13 +149,21 @@ void StepContext::let_closing_settle(std::uint16_t port) const {
 int run_experiment(const Experiment& experiment, int argc, const char* const* argv) {
   const std::string program = experiment.number + "-" + experiment.slug;
   std::string description = experiment.title + "\n\n" + experiment.summary + "\n\nSteps:";
-  for (const auto& step : experiment.steps) description += "\n  " + step.id;
-  const CommandLine cli(program, "[--port P] [--json] [--no-color] [--step] [--record FILE]", description,
-                        {{"--port", "P", "use port P (default: a free port from the kernel, per step)"},
-                         {"--json", "", "print one JSON object per step (JSON Lines) and nothing else"},
+  bool has_long_steps = false;
+  for (const auto& step : experiment.steps) {
+    description += "\n  " + step.id + (step.long_running ? "  (with --long)" : "");
+    has_long_steps = has_long_steps || step.long_running;
+  }
+  std::vector<OptionSpec> options{{"--port", "P", "use port P (default: a free port from the kernel, per step)"},
+                                  {"--json", "", "print one JSON object per step (JSON Lines) and nothing else"},
                          {"--no-color", "", "no colours (also when NO_COLOR is set or output is not a terminal)"},
                          {"--step", "", "pause before each step and wait for Enter (for a classroom)"},
-                         {"--record", "FILE", "also append the JSON Lines to FILE (run-all's summary reads it)"}});
+                         {"--record", "FILE", "also append the JSON Lines to FILE (run-all's summary reads it)"}};
+  if (has_long_steps) options.push_back({"--long", "", "also run the steps that take longer than a moment"});
+  const CommandLine cli(program,
+                        std::string("[--port P] [--json] [--no-color] [--step] [--record FILE]") +
+                            (has_long_steps ? " [--long]" : ""),
+                        description, options);
   const auto parsed_or_error = cli.parse(argc, argv);
   if (const auto* error = std::get_if<UsageError>(&parsed_or_error)) {
     std::cerr << program << ": " << error->message << "\n" << cli.usage();
@@ -205,6 +213,7 @@ int run_experiment(const Experiment& experiment, int argc, const char* const* ar
   narrator.paragraph("", experiment.summary, Tone::dim);
   bool every_step_ran = true;
   for (const auto& step : experiment.steps) {
+    if (step.long_running && !args.has("--long")) continue;
     if (args.has("--step")) narrator.pause(step.preview);
     std::uint16_t port = 0;
     std::string port_note;
@@ -231,7 +240,7 @@ int run_experiment(const Experiment& experiment, int argc, const char* const* ar
     if (!port_note.empty()) narrator.paragraph("Port:", port_note, Tone::note);
     narrator.paragraph("Claim:", step.claim + " [" + step.source + "]");
 
-    StepContext context(narrator, port);
+    StepContext context(narrator, port, json);
     const Observation observation = step.run(context);
     JsonObject record;
     record.add("experiment", experiment.number).add("step", step.id).add("port", static_cast<int>(port));
@@ -240,6 +249,20 @@ int run_experiment(const Experiment& experiment, int argc, const char* const* ar
       narrator.paragraph("Could not run:", *observation.could_not_run, Tone::bad);
       std::cerr << program << ": step " << step.id << " could not run: " << *observation.could_not_run << "\n";
       record.add("call", observation.call).add("outcome", "could-not-run").add("why", *observation.could_not_run);
+      emit(record);
+      continue;
+    }
+    if (observation.skipped) {
+      narrator.paragraph("Skipped:", *observation.skipped, Tone::note);
+      record.add("call", observation.call)
+          .add("outcome", "skipped")
+          .add("expected", step.expected_linux)
+          .add("claimed", step.claimed)
+          .add("verdict", "skipped")
+          .add("claim", step.claim)
+          .add("source", step.source)
+          .add("why", *observation.skipped);
+      for (const auto& [key, value] : observation.facts) record.add_raw(key, value);
       emit(record);
       continue;
     }

@@ -25,10 +25,18 @@ struct Observation {
   std::string situation;
   std::vector<std::pair<std::string, std::string>> facts;  // extra JSON members (key, JSON text)
   std::optional<std::string> could_not_run;                // setup failed: why; the step teaches nothing
+  std::optional<std::string> skipped;  // this system cannot run the step (no IPv6, not root): why
 
   static Observation failed_setup(std::string why) {
     Observation observation;
     observation.could_not_run = std::move(why);
+    return observation;
+  }
+  // Not a failure: the step needs something this system does not offer, and says what.
+  static Observation skip(std::string call, std::string why) {
+    Observation observation;
+    observation.call = std::move(call);
+    observation.skipped = std::move(why);
     return observation;
   }
 };
@@ -51,6 +59,7 @@ struct Step {
   std::string elsewhere;       // where the claim is documented to hold when Linux differs (BSD, HP-UX)
   std::vector<Explanation> explanations;
   std::function<Observation(StepContext&)> run;
+  bool long_running = false;  // takes more than a moment: runs only with --long
 };
 
 struct Experiment {
@@ -74,11 +83,14 @@ std::string choose_explanation(const Step& step, const std::string& observed, co
 
 class StepContext {
  public:
-  StepContext(const Narrator& narrator, std::uint16_t port) : narrator_(narrator), port_(port) {}
+  StepContext(const Narrator& narrator, std::uint16_t port, bool json = false)
+      : narrator_(narrator), port_(port), json_(json) {}
 
   [[nodiscard]] const Narrator& narrator() const noexcept { return narrator_; }
   // The step's port: free when the step starts (checked in the socket table).
   [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
+  // True in --json mode: nothing but JSON may go to stdout (no progress lines either).
+  [[nodiscard]] bool json() const noexcept { return json_; }
   // Another free port from the kernel, for steps that need a second one.
   Result<std::uint16_t> fresh_port() const;
 
@@ -95,11 +107,12 @@ class StepContext {
  private:
   const Narrator& narrator_;
   std::uint16_t port_;
+  bool json_;
 };
 
 // Parses the common flags, runs the steps in order, prints narration or JSON Lines.
-// Exit status: 0 when every step ran (whatever the verdicts), 1 when the experiment could not run,
-// 2 for bad usage.
+// Exit status: 0 when every step ran or was skipped with a reason (whatever the verdicts), 1 when
+// the experiment could not run, 2 for bad usage. Steps marked long_running run only with --long.
 int run_experiment(const Experiment& experiment, int argc, const char* const* argv);
 
 }  // namespace portreuse
