@@ -25,7 +25,7 @@ TEST_CASE("errors: outcomes are named like the man pages name them") {
   CHECK_FALSE(parse_outcome("EWHATEVER").has_value());
 }
 
-TEST_CASE("endpoints: addresses parse and print, wildcard and loopback are recognised") {
+TEST_CASE("endpoints: addresses parse and print and wildcard and loopback are recognised") {
   struct Row {
     const char* address;
     const char* text;
@@ -55,7 +55,7 @@ TEST_CASE("endpoints: addresses parse and print, wildcard and loopback are recog
   }
 }
 
-TEST_CASE("ports: arguments from 1 to 65535, digits only") {
+TEST_CASE("ports: arguments from 1 to 65535 in digits only") {
   CHECK(parse_port("1") == std::uint16_t{1});
   CHECK(parse_port("65535") == std::uint16_t{65535});
   for (const char* bad : {"0", "65536", "-1", "abc", "", "12a", "999999", " 80"}) {
@@ -64,7 +64,7 @@ TEST_CASE("ports: arguments from 1 to 65535, digits only") {
   }
 }
 
-TEST_CASE("ports: the kernel's free port is free, and bindable on the wildcard address") {
+TEST_CASE("ports: the free port from the kernel is free and bindable on the wildcard address") {
   auto port = free_tcp_port();
   REQUIRE(port.has_value());
   auto holders = sockets_holding(*port);
@@ -82,7 +82,7 @@ TEST_CASE("options: describe names exactly the options that are set") {
   CHECK(SocketOptions{.reuse_address = 1, .reuse_port = 1}.describe() == "SO_REUSEADDR=1, SO_REUSEPORT=1");
 }
 
-TEST_CASE("cli: flags, values and bad input") {
+TEST_CASE("cli: flags and values and bad input") {
   const CommandLine cli("prog", "[--port P]", "", {{"--port", "P", "port"}, {"--json", "", "json"}});
   const char* good[] = {"prog", "--port", "80", "--json"};
   const auto parsed = cli.parse(4, good);
@@ -107,7 +107,7 @@ TEST_CASE("cli: flags, values and bad input") {
   CHECK(cli.usage().find("Usage: prog [--port P]") == 0);
 }
 
-TEST_CASE("json: written objects read back, with escapes") {
+TEST_CASE("json: written objects read back with escapes") {
   JsonObject object;
   object.add("step", "a \"quoted\"\nline").add("port", 40123).add("ok", true).add_raw("list", "[\"x\",\"y\"]");
   const auto text = object.text();
@@ -137,7 +137,7 @@ TEST_CASE("verdicts and explanations are chosen from the observed outcome") {
   CHECK(choose_explanation(step, "ECONNRESET", "").find("no explanation prepared for ECONNRESET") != std::string::npos);
 }
 
-TEST_CASE("child process: exit status, signals, and reaping on destruction") {
+TEST_CASE("child process: exit status and signals and reaping on destruction") {
   auto exits = ChildProcess::fork_running([] { return 7; });
   REQUIRE(exits.has_value());
   const auto status = exits->wait_for_exit();

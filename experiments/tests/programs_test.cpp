@@ -57,7 +57,7 @@ std::string read_file(const std::string& relative) {
   return {std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
 }
 
-TEST_CASE("docs: README and the lesson index list every experiment, in manifest order") {
+TEST_CASE("docs: README and the lesson index list every experiment in manifest order") {
   const auto readme = read_file("README.md");
   const auto index = read_file("lessons/README.md");
   std::size_t readme_at = 0;

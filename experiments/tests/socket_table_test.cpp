@@ -34,7 +34,7 @@ const CapturedLine kCaptured[] = {
      AF_INET6, TcpState::listen, "[::1]:45171", "[::]:0", TimerKind::none, 0.0, 5569},
 };
 
-TEST_CASE("socket table: captured /proc/net lines parse to state, endpoints and timer") {
+TEST_CASE("socket table: captured /proc/net lines parse to state and endpoints and timer") {
   for (const auto& captured : kCaptured) {
     CAPTURE(captured.line);
     const auto entry = parse_proc_net_line(captured.line, captured.family, Transport::tcp, 100);

@@ -1,11 +1,20 @@
 #include "test_support.hpp"
 
+#include <dirent.h>
 #include <doctest/doctest.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <fstream>
+#include <iterator>
 #include <sstream>
+#include <thread>
 
 #include "portreuse/json.hpp"
+#include "portreuse/ports.hpp"
+#include "portreuse/socket_table.hpp"
 
 namespace portreuse::testing {
 
@@ -36,10 +45,90 @@ std::string tool_path(const std::string& name) {
   return std::string(PORTREUSE_BIN_DIR) + "/" + name;
 }
 
-CommandResult run_program(const std::vector<std::string>& argv, Millis deadline) {
-  auto result = run_command(argv, deadline);
+std::string unique_run_tag() {
+  static std::atomic<int> counter{0};
+  const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+  return std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" + std::to_string(now);
+}
+
+std::vector<pid_t> processes_tagged(const std::string& tag) {
+  const std::string wanted = "PORTREUSE_RUN_TAG=" + tag;
+  std::vector<pid_t> found;
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return found;
+  while (const dirent* entry = ::readdir(proc)) {
+    if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+    std::ifstream environ(std::string("/proc/") + entry->d_name + "/environ");
+    const std::string text{std::istreambuf_iterator<char>(environ), std::istreambuf_iterator<char>()};
+    std::istringstream variables(text);
+    std::string variable;
+    bool zombie = false;
+    while (std::getline(variables, variable, '\0')) {
+      if (variable != wanted) continue;
+      std::ifstream stat(std::string("/proc/") + entry->d_name + "/stat");
+      const std::string stat_text{std::istreambuf_iterator<char>(stat), std::istreambuf_iterator<char>()};
+      const auto close_paren = stat_text.rfind(')');
+      zombie =
+          close_paren != std::string::npos && close_paren + 2 < stat_text.size() && stat_text[close_paren + 2] == 'Z';
+      if (!zombie) found.push_back(static_cast<pid_t>(std::stol(entry->d_name)));
+    }
+  }
+  ::closedir(proc);
+  return found;
+}
+
+std::vector<std::string> leftover_listeners(const std::vector<std::uint16_t>& ports, const std::string& tag) {
+  std::vector<std::string> leftovers;
+  const auto tagged = processes_tagged(tag);
+  for (const auto port : ports) {
+    auto holders = sockets_holding(port);
+    if (!holders) continue;
+    for (const auto& holder : *holders) {
+      if (!holder.is(TcpState::listen)) continue;
+      const auto owner = find_socket_owner(holder.inode);
+      const bool ours = !owner || std::find(tagged.begin(), tagged.end(), owner->pid) != tagged.end();
+      if (ours) leftovers.push_back(holder.describe() + (owner ? " (pid " + std::to_string(owner->pid) + ")" : ""));
+    }
+  }
+  return leftovers;
+}
+
+std::vector<std::uint16_t> ports_in(const std::string& json_lines) {
+  std::vector<std::uint16_t> ports;
+  std::istringstream lines(json_lines);
+  std::string line;
+  while (std::getline(lines, line)) {
+    const auto record = parse_flat_json(line);
+    if (!record || record->count("port") == 0) continue;
+    if (const auto port = parse_port(record->at("port"))) ports.push_back(*port);
+  }
+  return ports;
+}
+
+void check_nothing_left(const std::string& tag, const std::vector<std::uint16_t>& ports) {
+  // A process that was just SIGKILLed can take a moment to disappear from /proc.
+  auto alive = processes_tagged(tag);
+  for (int attempt = 0; attempt < 100 && !alive.empty(); ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    alive = processes_tagged(tag);
+  }
+  std::string pids;
+  for (const auto pid : alive) pids += " " + std::to_string(pid);
+  CHECK_MESSAGE(alive.empty(), "processes of the run still alive:" << pids);
+  const auto listeners = leftover_listeners(ports, tag);
+  std::string listed;
+  for (const auto& line : listeners) listed += "\n  " + line;
+  CHECK_MESSAGE(listeners.empty(), "sockets of the run still listening:" << listed);
+}
+
+CommandResult run_program(const std::vector<std::string>& argv, Millis deadline, const std::string& input) {
+  const auto tag = unique_run_tag();
+  std::vector<std::string> tagged{"/usr/bin/env", "PORTREUSE_RUN_TAG=" + tag};
+  tagged.insert(tagged.end(), argv.begin(), argv.end());
+  auto result = run_command(tagged, deadline, input);
   REQUIRE_MESSAGE(result.has_value(), "could not start " << argv.front());
   CHECK_MESSAGE(!result->timed_out, argv.front() << " did not finish in time");
+  check_nothing_left(tag, ports_in(result->out));
   return std::move(result.value());
 }
 

@@ -1,6 +1,9 @@
 // Helpers for tests that run the real programs and read what they report.
 #pragma once
 
+#include <sys/types.h>
+
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -21,7 +24,23 @@ std::vector<ManifestEntry> read_manifest();
 std::string program_path(const std::string& number);  // build/<preset>/bin/NN-slug
 std::string tool_path(const std::string& name);
 
-CommandResult run_program(const std::vector<std::string>& argv, Millis deadline = Millis(15000));
+// Runs a program to completion with a unique PORTREUSE_RUN_TAG in its environment (inherited by
+// every process it forks), then checks that none of them is still alive and that no socket of
+// theirs still listens on the ports the run reported.
+CommandResult run_program(const std::vector<std::string>& argv, Millis deadline = Millis(15000),
+                          const std::string& input = {});
+
+// A tag no other run shares; put it in a program's environment as PORTREUSE_RUN_TAG=<tag>.
+std::string unique_run_tag();
+// Processes whose environment carries the tag: leftovers once the run is over.
+std::vector<pid_t> processes_tagged(const std::string& tag);
+// "LISTEN 0.0.0.0:40123 (pid 42)" for every listening socket on these ports owned by a process
+// with the tag, or whose owner cannot be found.
+std::vector<std::string> leftover_listeners(const std::vector<std::uint16_t>& ports, const std::string& tag);
+// The "port" fields of JSON Lines output.
+std::vector<std::uint16_t> ports_in(const std::string& json_lines);
+// Fails the test when the run left a process or a listener behind.
+void check_nothing_left(const std::string& tag, const std::vector<std::uint16_t>& ports);
 
 // Runs the experiment with --json (plus extra arguments) and returns one record per step.
 // Fails the test if the program did not exit 0 or printed something that is not JSON.

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# reliability.sh: the figures in README's reliability section, measured on this machine.
+#  1. every experiment test 50 times over, two at a time (ctest -j2 --repeat until-fail:50);
+#  2. the robustness suite (leftovers, Ctrl+C, 20 back-to-back run-all runs, bad input,
+#     foreign ports, descriptor exhaustion).
+# Usage: scripts/reliability.sh   (after: cmake --workflow --preset default)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+experiment_tests='^[0-9][0-9] '
+count=$(ctest --preset default -N -R "$experiment_tests" | sed -n 's/^Total Tests: //p')
+started=$(now_ms)
+repeat_status=0
+ctest --preset default -j2 --repeat until-fail:50 -R "$experiment_tests" >build/reliability-repeat.log 2>&1 ||
+  repeat_status=$?
+repeat_ms=$(($(now_ms) - started))
+repeat_line=$(grep -E 'tests passed' build/reliability-repeat.log || echo "no result line")
+
+started=$(now_ms)
+robust_status=0
+ctest --preset robustness >build/reliability-robustness.log 2>&1 || robust_status=$?
+robust_ms=$(($(now_ms) - started))
+robust_line=$(grep -E 'tests passed' build/reliability-robustness.log || echo "no result line")
+
+cat <<REPORT
+| check | runs | result | wall time |
+|---|---|---|---|
+| experiment tests, \`ctest -j2 --repeat until-fail:50\` | $count tests x 50 | $repeat_line | $((repeat_ms / 1000)).$(((repeat_ms % 1000) / 100)) s |
+| robustness suite, \`ctest --preset robustness\` | 1 | $robust_line | $((robust_ms / 1000)).$(((robust_ms % 1000) / 100)) s |
+REPORT
+
+if [[ $repeat_status -ne 0 || $robust_status -ne 0 ]]; then
+  echo "reliability.sh: failures; see build/reliability-repeat.log and build/reliability-robustness.log" >&2
+  tail -n 40 build/reliability-repeat.log build/reliability-robustness.log >&2
+  exit 1
+fi
