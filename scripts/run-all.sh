@@ -2,6 +2,10 @@
 # run-all.sh: build the suite when needed, run every experiment in the manifest's order, narrate
 # each one, and end with a table of what the articles claim and what this machine did.
 #
+# The experiments, in the order of experiments/manifest.txt (which is what this script reads;
+# a test keeps this list equal to the manifest):
+#   01 same-port-twice
+#
 # Usage: scripts/run-all.sh [--list] [--only 02,05] [--step] [--json] [--long] [--no-build] [--no-color] [--help]
 set -euo pipefail
 

@@ -57,6 +57,13 @@ std::string read_file(const std::string& relative) {
   return {std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
 }
 
+TEST_CASE("docs: the header of run-all.sh lists the manifest") {
+  std::string listed;
+  for (const auto& entry : read_manifest()) listed += "#   " + entry.number + " " + entry.slug + "\n";
+  const auto script = read_file("scripts/run-all.sh");
+  CHECK_MESSAGE(script.find(listed + "#\n") != std::string::npos, "expected in scripts/run-all.sh:\n" << listed);
+}
+
 TEST_CASE("docs: README and the lesson index list every experiment in manifest order") {
   const auto readme = read_file("README.md");
   const auto index = read_file("lessons/README.md");
