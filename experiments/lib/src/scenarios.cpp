@@ -146,11 +146,21 @@ Observation restart_server(StepContext& context, const RestartPlan& plan) {
   ServerPlan new_plan;
   new_plan.address = context.wildcard(port);
   new_plan.options = plan.new_options;
-  narrator.line("you", "start the server again, a new process (" + plan.new_options.describe() + ")");
+  new_plan.options_after_bind = plan.new_options_after_bind;
+  const bool sets_options_late = plan.new_options_after_bind.describe() != "no options";
+  narrator.line(
+      "you", "start the server again, a new process (" + plan.new_options.describe() +
+                 (sets_options_late ? "; " + plan.new_options_after_bind.describe() + " only after bind" : "") + ")");
   auto new_server = ServerProcess::start(new_plan);
   if (!new_server) return Observation::failed_setup("fork: " + describe_outcome(new_server.error()));
   const auto bind_event = follow_server(context, *new_server, "bind");
   if (!bind_event) return Observation::failed_setup("the restarted server reported nothing");
+  if (sets_options_late) {
+    if (!follow_server(context, *new_server, "setsockopt")) {
+      return Observation::failed_setup("the restarted server did not report its late setsockopt");
+    }
+    narrator.line("you", "that option came after bind() had answered: it cannot change that answer");
+  }
 
   Observation observation;
   observation.call = "bind";
@@ -166,6 +176,9 @@ Observation restart_server(StepContext& context, const RestartPlan& plan) {
   observation.facts.emplace_back("sockets_before_restart", sockets_json(involved));
   observation.facts.emplace_back("time_wait_side", json_quote(time_wait_side(involved, port)));
   observation.facts.emplace_back("stop_signal", json_quote(signal_name(plan.stop_signal)));
+  if (sets_options_late) {
+    observation.facts.emplace_back("options_after_bind", json_quote(plan.new_options_after_bind.describe()));
+  }
   return observation;
 }
 

@@ -39,8 +39,13 @@ class ServerBody {
       report("setsockopt", error, plan_.options.describe());
       if (error) return 1;
     }
-    if (auto error = bind_to(listener->get(), plan_.address)) return report("bind", error, plan_.address.text()), 1;
-    report("bind", {}, plan_.address.text());
+    const auto bound = bind_to(listener->get(), plan_.address);
+    report("bind", bound, plan_.address.text());
+    if (plan_.options_after_bind.describe() != "no options") {
+      report("setsockopt", apply_options(listener->get(), plan_.options_after_bind),
+             plan_.options_after_bind.describe() + " after bind");
+    }
+    if (bound) return 1;
     if (plan_.listen) {
       if (auto error = listen_on(listener->get())) return report("listen", error), 1;
       report("listen", {});

@@ -15,6 +15,7 @@ namespace portreuse {
 struct RestartPlan {
   SocketOptions old_options;
   SocketOptions new_options;
+  SocketOptions new_options_after_bind;  // the new server sets these only after its bind()
   bool serve_one_client = true;
   FirstToClose first_to_close = FirstToClose::server;
   Reply reply = Reply::uppercase;
@@ -26,7 +27,8 @@ struct RestartPlan {
 // Observation: call bind (or listen, when bind passed and listen did not) of the new server.
 // Situation, from the socket table just before the restart: "listener", "connection",
 // "time-wait" or "clean" (nothing bound to the port). Facts: "sockets_before_restart",
-// "time_wait_side" ("server", "client" or "none").
+// "time_wait_side" ("server", "client" or "none"), "stop_signal", and "options_after_bind" when the
+// new server sets options only after its bind().
 Observation restart_server(StepContext& context, const RestartPlan& plan);
 
 // A socket of this process tries bind() and then (if asked) listen(). The outcome of each call

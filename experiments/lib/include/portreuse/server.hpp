@@ -23,6 +23,9 @@ enum class FirstToClose { server, client };
 struct ServerPlan {
   Endpoint address;
   SocketOptions options;
+  // Set right after the bind() attempt, reported as its own "setsockopt" event: the mistake of
+  // setting SO_REUSEADDR too late, when bind() has already decided.
+  SocketOptions options_after_bind;
   bool listen = true;
   int clients = 0;  // connections to serve; then it idles until stopped
   Reply reply = Reply::uppercase;
