@@ -5,6 +5,11 @@
 # The experiments, in the order of experiments/manifest.txt (which is what this script reads;
 # a test keeps this list equal to the manifest):
 #   01 same-port-twice
+#   04 killed-daemon
+#   05 reuseaddr-fix
+#   06 specific-addresses
+#   07 wildcard-vs-loopback
+#   08 four-tuple
 #
 # Usage: scripts/run-all.sh [--list] [--only 02,05] [--step] [--json] [--long] [--no-build] [--no-color] [--help]
 set -euo pipefail

@@ -1,0 +1,25 @@
+// Experiment 06 against the live kernel: one row per step, with the outcome Linux gives.
+#include <doctest/doctest.h>
+
+#include "test_support.hpp"
+
+namespace portreuse::testing {
+namespace {
+
+const std::vector<ExpectedStep> kLinuxOutcomes{
+    // 127.0.0.1:P and 127.0.0.2:P do not overlap: both listen, no option needed.
+    {"two-specific-addresses", "listen", "ok"},
+};
+
+TEST_CASE("06 specific-addresses: each step gives the Linux outcome") {
+  const auto records = run_experiment_json("06");
+  check_steps(records, kLinuxOutcomes);
+  const auto* step = find_step(records, "two-specific-addresses");
+  REQUIRE(step != nullptr);
+  // Each connection reached the server bound to the address it was sent to.
+  CHECK(step->at("situation") == "each-reached-its-own");
+  CHECK(step->at("verdict") == "holds");
+}
+
+}  // namespace
+}  // namespace portreuse::testing
