@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include "portreuse/ports.hpp"
 
 namespace portreuse {
@@ -77,6 +79,44 @@ TEST_CASE("socket table: a live listener shows up in /proc with its owner") {
   const auto owner = find_socket_owner(holders->front().inode);
   REQUIRE(owner.has_value());
   CHECK(owner->pid == ::getpid());
+}
+
+TEST_CASE("socket table: netlink and /proc report the same listener and TIME_WAIT") {
+  auto port = free_tcp_port();
+  REQUIRE(port.has_value());
+  const auto address = *Endpoint::parse("127.0.0.1", *port);
+  auto listener = open_socket(AF_INET);
+  REQUIRE(listener.has_value());
+  REQUIRE_FALSE(bind_to(listener->get(), address));
+  REQUIRE_FALSE(listen_on(listener->get()));
+  auto client = open_socket(AF_INET);
+  REQUIRE(client.has_value());
+  REQUIRE_FALSE(connect_within(client->get(), address));
+  auto accepted = accept_within(listener->get());
+  REQUIRE(accepted.has_value());
+  accepted->fd.reset();  // the server closes first: its side goes to TIME_WAIT
+  REQUIRE_FALSE(wait_for_end_of_stream(client->get()));
+  client->reset();
+
+  const auto describe_port = [&](TableSource source) {
+    auto table = read_socket_table(Transport::tcp, source);
+    REQUIRE(table.has_value());
+    std::vector<std::string> rows;
+    for (const auto& entry : bound_to_port(*table, *port)) {
+      rows.push_back(entry.state_name() + " " + entry.local.text() + " " + entry.remote.text());
+      if (entry.is(TcpState::time_wait)) {
+        CHECK(entry.timer == TimerKind::time_wait);
+        CHECK(entry.timer_seconds > 50.0);
+        CHECK(entry.timer_seconds <= 60.0);
+      }
+    }
+    std::sort(rows.begin(), rows.end());
+    return rows;
+  };
+  const auto from_netlink = describe_port(TableSource::netlink);
+  const auto from_proc = describe_port(TableSource::proc);
+  CHECK(from_netlink.size() == 2);  // LISTEN and TIME-WAIT
+  CHECK(from_netlink == from_proc);
 }
 
 }  // namespace

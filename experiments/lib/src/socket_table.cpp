@@ -3,10 +3,16 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#endif
 
 #include <array>
 #include <charconv>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -135,7 +141,91 @@ std::optional<SocketEntry> parse_proc_net_line(std::string_view line, int family
   return entry;
 }
 
-Result<std::vector<SocketEntry>> read_socket_table(Transport transport) {
+namespace {
+
+#ifdef __linux__
+Endpoint diag_endpoint(int family, const __be32* address, __be16 port) {
+  if (family == AF_INET) {
+    sockaddr_in v4{};
+    v4.sin_family = AF_INET;
+    v4.sin_port = port;
+    std::memcpy(&v4.sin_addr, address, sizeof v4.sin_addr);
+    return Endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&v4), sizeof v4);
+  }
+  sockaddr_in6 v6{};
+  v6.sin6_family = AF_INET6;
+  v6.sin6_port = port;
+  std::memcpy(&v6.sin6_addr, address, sizeof v6.sin6_addr);
+  return Endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&v6), sizeof v6);
+}
+
+// One sock_diag dump of a family and protocol, every state.
+std::error_code dump_with_netlink(int family, Transport transport, std::vector<SocketEntry>& table) {
+  const int fd = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (fd < 0) return last_error();
+  const UniqueFd owner(fd);
+  const timeval deadline{1, 0};  // a dump of this namespace's sockets takes well under that
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &deadline, sizeof deadline);
+  struct {
+    nlmsghdr header;
+    inet_diag_req_v2 request;
+  } message{};
+  message.header.nlmsg_len = sizeof message;
+  message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  message.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  message.request.sdiag_family = static_cast<std::uint8_t>(family);
+  message.request.sdiag_protocol = transport == Transport::tcp ? IPPROTO_TCP : IPPROTO_UDP;
+  message.request.idiag_states = ~0U;
+  if (::send(fd, &message, sizeof message, 0) < 0) return last_error();
+  std::vector<char> buffer(1 << 16);
+  for (;;) {
+    const auto received = ::recv(fd, buffer.data(), buffer.size(), 0);
+    if (received < 0) {
+      if (errno == EINTR) continue;
+      return last_error();
+    }
+    if (received == 0) return make_error(EIO);
+    auto left = static_cast<int>(received);
+    for (auto* header = reinterpret_cast<nlmsghdr*>(buffer.data()); NLMSG_OK(header, left);
+         header = NLMSG_NEXT(header, left)) {
+      if (header->nlmsg_type == NLMSG_DONE) return {};
+      if (header->nlmsg_type == NLMSG_ERROR) {
+        const auto* failure = static_cast<const nlmsgerr*>(NLMSG_DATA(header));
+        return make_error(failure->error < 0 ? -failure->error : EIO);
+      }
+      const auto* diag = static_cast<const inet_diag_msg*>(NLMSG_DATA(header));
+      SocketEntry entry;
+      entry.transport = transport;
+      entry.state = static_cast<TcpState>(diag->idiag_state);
+      entry.local = diag_endpoint(family, diag->id.idiag_src, diag->id.idiag_sport);
+      entry.remote = diag_endpoint(family, diag->id.idiag_dst, diag->id.idiag_dport);
+      entry.timer = static_cast<TimerKind>(diag->idiag_timer);
+      entry.timer_seconds = static_cast<double>(diag->idiag_expires) / 1000.0;
+      entry.uid = diag->idiag_uid;
+      entry.inode = diag->idiag_inode;
+      table.push_back(entry);
+    }
+  }
+}
+#endif
+
+Result<std::vector<SocketEntry>> read_with_netlink(Transport transport) {
+#ifdef __linux__
+  std::vector<SocketEntry> table;
+  if (auto error = dump_with_netlink(AF_INET, transport, table)) return error;
+  // No IPv6 in this kernel is not a failure: there are simply no IPv6 sockets.
+  if (auto error = dump_with_netlink(AF_INET6, transport, table);
+      error && error.value() != ENOENT && error.value() != EAFNOSUPPORT) {
+    return error;
+  }
+  return table;
+#else
+  (void)transport;
+  return make_error(ENOSYS);
+#endif
+}
+
+Result<std::vector<SocketEntry>> read_from_proc(Transport transport) {
   const long ticks_per_second = ::sysconf(_SC_CLK_TCK);
   const char* const base = transport == Transport::tcp ? "/proc/net/tcp" : "/proc/net/udp";
   std::vector<SocketEntry> table;
@@ -151,6 +241,28 @@ Result<std::vector<SocketEntry>> read_socket_table(Transport transport) {
   }
   if (!any_file) return make_error(ENOENT);
   return table;
+}
+
+TableSource source_from_environment(TableSource requested) {
+  if (requested != TableSource::automatic) return requested;
+  const char* chosen = std::getenv("PORTREUSE_SOCKET_TABLE");
+  if (chosen == nullptr) return requested;
+  if (std::string_view(chosen) == "proc") return TableSource::proc;
+  if (std::string_view(chosen) == "netlink") return TableSource::netlink;
+  return requested;
+}
+
+}  // namespace
+
+Result<std::vector<SocketEntry>> read_socket_table(Transport transport, TableSource source) {
+  switch (source_from_environment(source)) {
+    case TableSource::proc: return read_from_proc(transport);
+    case TableSource::netlink: return read_with_netlink(transport);
+    case TableSource::automatic: break;
+  }
+  auto table = read_with_netlink(transport);
+  if (table) return table;
+  return read_from_proc(transport);
 }
 
 std::vector<SocketEntry> bound_to_port(const std::vector<SocketEntry>& table, std::uint16_t port) {

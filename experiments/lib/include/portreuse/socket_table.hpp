@@ -55,9 +55,19 @@ struct SocketEntry {
 std::optional<SocketEntry> parse_proc_net_line(std::string_view line, int family, Transport transport,
                                                long ticks_per_second);
 
+// Where the table is read from. Both give the kernel's own view, with the same fields.
+enum class TableSource {
+  automatic,  // sock_diag netlink when the kernel offers it, else /proc/net
+  netlink,    // NETLINK_SOCK_DIAG, what ss uses: well under a millisecond
+  proc,       // /proc/net/{tcp,tcp6,...}: walks the kernel's whole connection hash on every read,
+              // several milliseconds on a machine with much memory (measured: README, Performance)
+};
+
 // Every TCP (or UDP) socket of this network namespace, IPv4 and IPv6.
-// ENOENT when /proc/net is not there (not Linux, or /proc not mounted).
-Result<std::vector<SocketEntry>> read_socket_table(Transport transport = Transport::tcp);
+// The environment variable PORTREUSE_SOCKET_TABLE=proc (or =netlink) overrides `automatic`.
+// ENOENT when neither source exists (not Linux, or /proc not mounted).
+Result<std::vector<SocketEntry>> read_socket_table(Transport transport = Transport::tcp,
+                                                   TableSource source = TableSource::automatic);
 
 // Sockets whose local port is `port`: the ones a bind() to that port is checked against.
 std::vector<SocketEntry> bound_to_port(const std::vector<SocketEntry>& table, std::uint16_t port);
