@@ -5,6 +5,8 @@
 # The experiments, in the order of experiments/manifest.txt (which is what this script reads;
 # a test keeps this list equal to the manifest):
 #   01 same-port-twice
+#   02 time-wait-restart
+#   03 who-closes-first
 #   04 killed-daemon
 #   05 reuseaddr-fix
 #   06 specific-addresses
