@@ -2,6 +2,7 @@
 // Reads the JSON Lines the experiments wrote in this run (one object per step) and prints, per
 // step, what the article claims, what was observed here, and the verdict.
 // Usage: portreuse-summary [--no-color] FILE
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -58,26 +59,35 @@ int main(int argc, char** argv) {
   while (std::getline(input, line)) {
     if (auto row = parse_flat_json(line)) rows.push_back(*row);
   }
+  std::size_t step_width = 6;
+  std::size_t outcome_width = 14;
+  for (auto& row : rows) {
+    step_width = std::max(step_width, row["step"].size() + 2);
+    outcome_width = std::max({outcome_width, row["claimed"].size() + 2, row["outcome"].size() + 2});
+  }
+  const std::size_t rule_width = 5 + step_width + 2 * outcome_width + 20;
   std::map<std::string, int> counts;
   int unexpected = 0;
   std::cout << "\n"
             << paint.paint("Summary: what the articles claim, and what this machine did", Tone::heading) << "\n\n";
-  std::cout << padded("exp", 5) << padded("step", 46) << padded("article says", 15) << padded("observed here", 16)
-            << "verdict\n";
-  std::cout << std::string(100, '-') << "\n";
+  std::cout << padded("exp", 5) << padded("step", step_width) << padded("article says", outcome_width)
+            << padded("observed here", outcome_width) << "verdict\n";
+  std::cout << std::string(rule_width, '-') << "\n";
   for (auto& row : rows) {
     const auto verdict = row.count("verdict") ? row["verdict"] : std::string("could-not-run");
     ++counts[verdict];
     if (row["as_expected"] == "false") ++unexpected;
-    std::cout << padded(row["experiment"], 5) << padded(row["step"], 46) << padded(row["claimed"], 15)
-              << padded(row["outcome"], 16) << paint.paint(verdict, verdict_tone(verdict)) << "\n";
+    std::cout << padded(row["experiment"], 5) << padded(row["step"], step_width)
+              << padded(row["claimed"], outcome_width) << padded(row["outcome"], outcome_width)
+              << paint.paint(verdict, verdict_tone(verdict)) << "\n";
   }
-  std::cout << std::string(100, '-') << "\n"
-            << rows.size() << " steps: " << counts["holds"] << " claims hold here, " << counts["does-not-hold"]
-            << " do not hold here, " << counts["depends-on-platform"] << " depend on the platform";
-  if (counts["skipped"] > 0) std::cout << ", " << counts["skipped"] << " skipped (this system cannot run them)";
-  if (counts["could-not-run"] > 0) std::cout << ", " << counts["could-not-run"] << " could not run";
-  std::cout << ".\n";
+  std::cout << std::string(rule_width, '-') << "\n"
+            << rows.size() << " steps. The claim holds here: " << counts["holds"]
+            << ". Does not hold here: " << counts["does-not-hold"]
+            << ". Depends on the platform: " << counts["depends-on-platform"] << ".";
+  if (counts["skipped"] > 0) std::cout << " Skipped (this system cannot run them): " << counts["skipped"] << ".";
+  if (counts["could-not-run"] > 0) std::cout << " Could not run: " << counts["could-not-run"] << ".";
+  std::cout << "\n";
   if (unexpected > 0) {
     std::cout << paint.paint(std::to_string(unexpected) +
                                  " step(s) behaved unlike the Linux the lessons describe: read their explanations.",
