@@ -211,6 +211,27 @@ TEST_SUITE("robustness") {
     }
   }
 
+  TEST_CASE("robustness: with loopback down every experiment says so and exits 1") {
+    // A new network namespace starts with its loopback interface down.
+    const auto probe = run_command({"/usr/bin/unshare", "-Urn", "/bin/true"}, Millis(5000));
+    if (!probe || probe->status.code != 0) {
+      MESSAGE("user and network namespaces are not available here; nothing to check");
+      return;
+    }
+    for (const auto& entry : read_manifest()) {
+      CAPTURE(entry.number);
+      const auto result = run_program({"/usr/bin/unshare", "-Urn", program_path(entry.number), "--json"});
+      CHECK(result.status.code == 1);
+      CHECK(result.out.empty());
+      CHECK(result.err.find("loopback") != std::string::npos);
+    }
+    const auto result =
+        run_program({"/usr/bin/unshare", "-Urn", "/usr/bin/env", std::string("PORTREUSE_BIN_DIR=") + PORTREUSE_BIN_DIR,
+                     run_all_path(), "--no-build", "--no-color"});
+    CHECK(result.status.code == 1);
+    CHECK(result.err.find("could not run") != std::string::npos);
+  }
+
   TEST_CASE("robustness: an experiment that runs out of file descriptors fails cleanly") {
     for (const auto& entry : read_manifest()) {
       for (const int limit : {6, 8, 10, 12, 14, 16}) {
