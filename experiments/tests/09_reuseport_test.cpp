@@ -25,6 +25,10 @@ TEST_CASE("09 reuseport: each step gives the Linux outcome") {
   std::vector<Record> checked = records;
   if (::geteuid() == 0) {
     table.push_back(kOtherUser);
+    const auto* other = find_step(records, kOtherUser.step);
+    REQUIRE(other != nullptr);
+    CHECK(other->at("listener_uid") == "0");
+    CHECK(other->at("other_uid") == "65534");
   } else {
     const auto* other = find_step(records, kOtherUser.step);
     REQUIRE(other != nullptr);
