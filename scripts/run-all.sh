@@ -12,6 +12,9 @@
 #   06 specific-addresses
 #   07 wildcard-vs-loopback
 #   08 four-tuple
+#   09 reuseport
+#   10 abortive-close
+#   11 dual-stack
 #
 # Usage: scripts/run-all.sh [--list] [--only 02,05] [--step] [--json] [--long] [--no-build] [--no-color] [--help]
 set -euo pipefail
