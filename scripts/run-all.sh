@@ -15,6 +15,9 @@
 #   09 reuseport
 #   10 abortive-close
 #   11 dual-stack
+#   12 udp
+#   13 client-side
+#   14 time-wait-length
 #
 # Usage: scripts/run-all.sh [--list] [--only 02,05] [--step] [--json] [--long] [--no-build] [--no-color] [--help]
 set -euo pipefail

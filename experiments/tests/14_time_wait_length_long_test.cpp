@@ -1,0 +1,57 @@
+// The steps that wait on kernel timers (label "long": ctest --preset long).
+#include <doctest/doctest.h>
+
+#include <sstream>
+
+#include "portreuse/json.hpp"
+#include "test_support.hpp"
+
+namespace portreuse::testing {
+namespace {
+
+// Like run_experiment_json, with --long and a deadline that fits a minute of TIME_WAIT.
+std::vector<Record> run_long(const std::string& number) {
+  const auto result = run_program({program_path(number), "--json", "--long"}, Millis(200000));
+  INFO("stderr: " << result.err);
+  REQUIRE(result.status.exited);
+  REQUIRE(result.status.code == 0);
+  std::vector<Record> records;
+  std::istringstream lines(result.out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    auto record = parse_flat_json(line);
+    REQUIRE_MESSAGE(record.has_value(), "not a JSON object: " << line);
+    records.push_back(*record);
+  }
+  return records;
+}
+
+TEST_SUITE("long") {
+  TEST_CASE("14 time-wait-length --long: TIME_WAIT ends after about a minute") {
+    const auto records = run_long("14");
+    check_steps(records, {{"time-wait-timer", "bind", "EADDRINUSE"}, {"time-wait-duration", "bind", "ok"}});
+    const auto* duration = find_step(records, "time-wait-duration");
+    REQUIRE(duration != nullptr);
+    CHECK(duration->at("situation") == "about-a-minute");
+    const double seconds = std::stod(duration->at("seconds"));
+    CHECK(seconds >= 55.0);
+    CHECK(seconds <= 70.0);
+  }
+
+  TEST_CASE("13 client-side --long: tcp_tw_reuse = 1 reuses a TIME_WAIT port after the delay") {
+    const auto records = run_long("13");
+    const auto* reuse = find_step(records, "ephemeral-exhausted-tw-reuse");
+    REQUIRE(reuse != nullptr);
+    if (reuse->at("outcome") == "skipped") {
+      WARN_MESSAGE(false, "13 skipped: " << reuse->at("why"));
+      return;
+    }
+    check_steps(records, {{"ephemeral-exhausted-connect", "connect", "EADDRNOTAVAIL"},
+                          {"ephemeral-exhausted-tw-reuse", "connect", "ok"}});
+    CHECK(reuse->at("first_failure") == "EADDRNOTAVAIL");
+    CHECK(reuse->at("situation") == "reused-time-wait-port");
+  }
+}
+
+}  // namespace
+}  // namespace portreuse::testing
