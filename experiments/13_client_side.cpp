@@ -22,8 +22,10 @@ namespace {
 
 using namespace portreuse;
 
-// Five ports: enough to watch each one go, few enough to run out in milliseconds.
-constexpr int kRangeSize = 5;
+// Six ports: enough to watch each one go, few enough to run out in milliseconds.
+// Even: the kernel walks the range two ports at a time and rounds an odd count down
+// (__inet_hash_connect), so an odd-sized range may leave one port unused.
+constexpr int kRangeSize = 6;
 // More attempts than ports, so a kernel that hands out a port twice is seen doing it.
 constexpr int kMaxConnections = kRangeSize + 3;
 constexpr Millis kConnectDeadline{1000};
@@ -223,12 +225,13 @@ const Experiment kExperiment{
     .summary =
         "TIME_WAIT stays with whoever closes first. When that is the client, it is the client's own port that "
         "waits, and a client that opens and closes many connections to one server can run out of ports. "
-        "The steps run in a private network namespace with a range of five ports, so the host is not touched.",
+        "The steps run in a private network namespace with a range of six ports, so the host is not touched.",
     .steps =
         {
             Step{
                 .id = "ephemeral-exhausted-connect",
-                .preview = "In a private namespace with 5 ephemeral ports and tcp_tw_reuse = 0, clients connect to a "
+                .preview = "In a private namespace with " + std::to_string(kRangeSize) +
+                           " ephemeral ports and tcp_tw_reuse = 0, clients connect to a "
                            "local server and close first, until connect() fails.",
                 .claim = "The side that closes first waits in TIME_WAIT (2MSL). When that side is a client, its "
                          "local port waits too, so a client that keeps reconnecting runs out of ports and connect() "

@@ -18,6 +18,7 @@
 #   12 udp
 #   13 client-side
 #   14 time-wait-length
+#   15 bind-map
 #
 # Usage: scripts/run-all.sh [--list] [--only 02,05] [--step] [--json] [--long] [--no-build] [--no-color] [--help]
 set -euo pipefail

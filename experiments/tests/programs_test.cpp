@@ -1,8 +1,10 @@
 // Every program, as a user meets it: --help works, bad input gets one line, the usage, exit 2.
 #include <doctest/doctest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <regex>
 
 #include "test_support.hpp"
 
@@ -55,6 +57,24 @@ namespace {
 std::string read_file(const std::string& relative) {
   std::ifstream file(std::string(PORTREUSE_SOURCE_DIR) + "/" + relative);
   return {std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
+}
+
+TEST_CASE("tests: no test name contains a comma") {
+  // CTest runs each test with doctest's --test-case filter, which splits at commas: such a test
+  // would silently lose its label (and so its preset) or match nothing at all.
+  const std::regex test_case_name(R"re(TEST_CASE\("([^"]*)"\))re");
+  const std::filesystem::path tests_dir = std::string(PORTREUSE_SOURCE_DIR) + "/experiments/tests";
+  int names_seen = 0;
+  for (const auto& file : std::filesystem::directory_iterator(tests_dir)) {
+    if (file.path().extension() != ".cpp") continue;
+    const auto text = read_file("experiments/tests/" + file.path().filename().string());
+    for (std::sregex_iterator match(text.begin(), text.end(), test_case_name), end; match != end; ++match) {
+      ++names_seen;
+      const auto name = (*match)[1].str();
+      CHECK_MESSAGE(name.find(',') == std::string::npos, file.path().filename() << ": " << name);
+    }
+  }
+  CHECK(names_seen > 10);
 }
 
 TEST_CASE("docs: the header of run-all.sh lists the manifest") {
