@@ -200,11 +200,16 @@ std::uint16_t fresh_port() {
 }
 
 TEST_SUITE("terminal") {
-  TEST_CASE("walkthrough: Ctrl+C then a failing restart with TIME-WAIT in the table until SO_REUSEADDR is on both sides") {
+  TEST_CASE(
+      "walkthrough: Ctrl+C then a failing restart with TIME-WAIT in the table until SO_REUSEADDR is on both sides") {
     Tmux tmux(require_tmux(), PORTREUSE_SOURCE_DIR);
     const auto server = tmux.open_terminal("");
     const auto client = tmux.open_terminal("");
     const auto port = std::to_string(fresh_port());
+
+    // Before class: the port is free.
+    tmux.type(client, "socket_states " + port);
+    tmux.expect(client, {"(no sockets: nothing uses port " + port + ")"});
 
     // Step 1: the server listens, and the table shows its listener with its pid.
     tmux.type(server, "tcp_server --port " + port + " --close-first");
@@ -236,8 +241,8 @@ TEST_SUITE("terminal") {
     tmux.expect(server, {"tcp_server: bind 0.0.0.0:" + port + ": EADDRINUSE (Address already in use)",
                          "TIME-WAIT  127.0.0.1:" + port, "Likely reason:", "TIME-WAIT"});
     tmux.expect_prompt(server);
-    tmux.type(server, "echo \"exit status $?\"");
-    tmux.expect(server, {"exit status 1"});
+    tmux.type(server, "echo $?");
+    tmux.expect(server, {"$ echo $?\n1\n"});
 
     // Step 6: the surprise: --reuseaddr on the restart alone still fails on Linux.
     tmux.type(server, "tcp_server --port " + port + " --close-first --reuseaddr");
@@ -246,9 +251,9 @@ TEST_SUITE("terminal") {
                          "This socket did set SO_REUSEADDR"});
     tmux.expect_prompt(server);
 
-    // Step 7: the countdown runs down.
+    // Step 7: the countdown runs down (the lesson stops --watch with Ctrl+C; here it stops by itself).
     tmux.type(client, "socket_states " + port + " --watch --count 3");
-    const auto watched = tmux.expect(client, {"refreshing every second", "bound for another"});
+    tmux.expect(client, {"refreshing every second", "bound for another"});
     tmux.expect_prompt(client);
     const double seconds_later = last_number_after(tmux.output(client), "bound for another ");
     CHECK(seconds_later > 0);

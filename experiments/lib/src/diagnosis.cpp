@@ -45,8 +45,8 @@ bool is_connection(const SocketEntry& entry) {
 }
 
 std::string listener_reason(const PortHolder& listener, const Endpoint& attempted) {
-  std::string text =
-      "A live socket is listening on " + listener.socket.local.text() + ", which covers " + attempted.text() + ": ";
+  std::string text = "A live socket is listening on " + listener.socket.local.text();
+  text += listener.socket.local.text() == attempted.text() ? " already: " : ", which covers " + attempted.text() + ": ";
   text += listener.owner ? owner_text(*listener.owner) + "."
                          : "its process is not visible from here (another user's "
                            "process, or one that ended a moment ago).";
