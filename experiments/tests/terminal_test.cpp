@@ -103,10 +103,12 @@ class Tmux {
     REQUIRE(run({"send-keys", "-t", pane, key}).status.code == 0);
   }
 
-  // Everything the pane shows, scrollback included, wrapped lines joined.
-  std::string screen(const std::string& pane) const {
-    const auto result = run({"capture-pane", "-p", "-J", "-S", "-", "-t", pane});
-    return result.out;
+  // Everything the pane shows, scrollback included, wrapped lines joined; with `styles`, the
+  // colours too, as escape sequences.
+  std::string screen(const std::string& pane, bool styles = false) const {
+    std::vector<std::string> arguments{"capture-pane", "-p", "-J", "-S", "-", "-t", pane};
+    if (styles) arguments.push_back("-e");
+    return run(arguments).out;
   }
 
   // The screen below the last command typed in this pane.
@@ -277,6 +279,20 @@ TEST_SUITE("terminal") {
     tmux.press(server, "C-c");
     tmux.expect(server, {"SIGINT: closed the listening socket; exiting"});
     tmux.expect_prompt(server);
+  }
+
+  TEST_CASE("colour: a terminal gets colours unless NO_COLOR is set") {
+    Tmux tmux(require_tmux(), PORTREUSE_SOURCE_DIR);
+    const auto coloured = tmux.open_terminal("");
+    const auto plain = tmux.open_terminal("NO_COLOR=1");
+    const auto port = std::to_string(fresh_port());
+    for (const auto& pane : {coloured, plain}) {
+      tmux.type(pane, "socket_states " + port);
+      tmux.expect(pane, {"(no sockets: nothing uses port " + port + ")"});
+      tmux.expect_prompt(pane);
+    }
+    CHECK(tmux.screen(coloured, true).find("\033[") != std::string::npos);
+    CHECK(tmux.screen(plain, true).find("\033[") == std::string::npos);
   }
 
   TEST_CASE("run-all --step: pauses with a preview before each experiment and step and goes on at Enter") {

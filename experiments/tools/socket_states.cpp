@@ -70,6 +70,12 @@ std::string clock_text() {
   return text.data();
 }
 
+// A socket without a peer, as ss writes it: "0.0.0.0:*" or "[::]:*".
+std::string any_peer(const Endpoint& remote) {
+  const auto text = remote.text();
+  return text.substr(0, text.rfind(':')) + ":*";
+}
+
 struct Row {
   SocketEntry socket;
   std::optional<SocketOwner> owner;
@@ -132,8 +138,8 @@ void print_table(std::uint16_t port, const std::vector<Row>& rows, const Narrato
                       : entry.is(TcpState::listen)  ? Tone::good
                                                     : Tone::plain;
     std::cout << paint.paint(padded(entry.state_name(), 11), tone) << padded(entry.local.text(), 24)
-              << padded(has_peer ? entry.remote.text() : entry.local.address_text() + ":*", 24)
-              << padded(timer_text(entry), 16) << process << "\n";
+              << padded(has_peer ? entry.remote.text() : any_peer(entry.remote), 24) << padded(timer_text(entry), 16)
+              << process << "\n";
     if (entry.is(TcpState::time_wait) && entry.local.port() == port) {
       longest_time_wait = std::max(longest_time_wait, entry.timer_seconds);
     }
