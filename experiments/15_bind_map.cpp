@@ -27,7 +27,9 @@
 #include <variant>
 #include <vector>
 
+#include "portreuse/child.hpp"
 #include "portreuse/cli.hpp"
+#include "portreuse/experiment.hpp"
 #include "portreuse/json.hpp"
 #include "portreuse/narrator.hpp"
 #include "portreuse/net.hpp"
@@ -662,6 +664,12 @@ int main(int argc, char** argv) {
   const bool colour = colour_wanted(args.has("--no-color"), 1);
   const Narrator narrator(std::cout, !json, colour);
 
+  install_interrupt_cleanup();
+  // The same contract as every experiment: someone else's socket on --port is reported, not mapped.
+  if (auto problem = preflight_problem(user_port)) {
+    std::cerr << program << ": cannot run: " << *problem << "\n";
+    return kExitCouldNotRun;
+  }
   const auto ipv6_missing = ipv6_problem();
   PortPlan ports(user_port, !ipv6_missing);
 

@@ -68,6 +68,12 @@ std::optional<std::string> user_port_problem(std::uint16_t port) {
 
 }  // namespace
 
+std::optional<std::string> preflight_problem(std::optional<std::uint16_t> user_port) {
+  if (auto problem = loopback_problem()) return "the loopback interface does not work here (" + *problem + ")";
+  if (user_port) return user_port_problem(*user_port);
+  return std::nullopt;
+}
+
 std::string verdict_key(Verdict verdict) {
   switch (verdict) {
     case Verdict::holds: return "holds";
@@ -154,16 +160,17 @@ int run_experiment(const Experiment& experiment, int argc, const char* const* ar
     description += "\n  " + step.id + (step.long_running ? "  (with --long)" : "");
     has_long_steps = has_long_steps || step.long_running;
   }
-  std::vector<OptionSpec> options{{"--port", "P", "use port P (default: a free port from the kernel, per step)"},
-                                  {"--json", "", "print one JSON object per step (JSON Lines) and nothing else"},
-                         {"--no-color", "", "no colours (also when NO_COLOR is set or output is not a terminal)"},
-                         {"--step", "", "pause before each step and wait for Enter (for a classroom)"},
-                         {"--record", "FILE", "also append the JSON Lines to FILE (run-all's summary reads it)"}};
+  std::vector<OptionSpec> options{
+      {"--port", "P", "use port P (default: a free port from the kernel, per step)"},
+      {"--json", "", "print one JSON object per step (JSON Lines) and nothing else"},
+      {"--no-color", "", "no colours (also when NO_COLOR is set or output is not a terminal)"},
+      {"--step", "", "pause before each step and wait for Enter (for a classroom)"},
+      {"--record", "FILE", "also append the JSON Lines to FILE (run-all's summary reads it)"}};
   if (has_long_steps) options.push_back({"--long", "", "also run the steps that take longer than a moment"});
-  const CommandLine cli(program,
-                        std::string("[--port P] [--json] [--no-color] [--step] [--record FILE]") +
-                            (has_long_steps ? " [--long]" : ""),
-                        description, options);
+  const CommandLine cli(
+      program,
+      std::string("[--port P] [--json] [--no-color] [--step] [--record FILE]") + (has_long_steps ? " [--long]" : ""),
+      description, options);
   const auto parsed_or_error = cli.parse(argc, argv);
   if (const auto* error = std::get_if<UsageError>(&parsed_or_error)) {
     std::cerr << program << ": " << error->message << "\n" << cli.usage();
@@ -198,15 +205,9 @@ int run_experiment(const Experiment& experiment, int argc, const char* const* ar
   const Narrator narrator(std::cout, !json, colour_wanted(args.has("--no-color"), 1));
   install_interrupt_cleanup();
 
-  if (auto problem = loopback_problem()) {
-    std::cerr << program << ": cannot run: the loopback interface does not work here (" << *problem << ")\n";
+  if (auto problem = preflight_problem(user_port)) {
+    std::cerr << program << ": cannot run: " << *problem << "\n";
     return kExitCouldNotRun;
-  }
-  if (user_port) {
-    if (auto problem = user_port_problem(*user_port)) {
-      std::cerr << program << ": cannot run: " << *problem << "\n";
-      return kExitCouldNotRun;
-    }
   }
 
   narrator.banner(experiment.number, experiment.title);

@@ -25,7 +25,7 @@ struct Observation {
   std::string situation;
   std::vector<std::pair<std::string, std::string>> facts;  // extra JSON members (key, JSON text)
   std::optional<std::string> could_not_run;                // setup failed: why; the step teaches nothing
-  std::optional<std::string> skipped;  // this system cannot run the step (no IPv6, not root): why
+  std::optional<std::string> skipped;                      // this system cannot run the step (no IPv6, not root): why
 
   static Observation failed_setup(std::string why) {
     Observation observation;
@@ -109,6 +109,11 @@ class StepContext {
   std::uint16_t port_;
   bool json_;
 };
+
+// Why no experiment can run here, or nullopt: loopback must carry a connection, and a port the
+// user chose must be free of sockets this run did not create (else they would be taught as the
+// lesson's outcome). Every program checks this before its first step and exits 1 with the text.
+std::optional<std::string> preflight_problem(std::optional<std::uint16_t> user_port);
 
 // Parses the common flags, runs the steps in order, prints narration or JSON Lines.
 // Exit status: 0 when every step ran or was skipped with a reason (whatever the verdicts), 1 when
