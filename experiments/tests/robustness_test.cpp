@@ -232,6 +232,35 @@ TEST_SUITE("robustness") {
     CHECK(result.err.find("could not run") != std::string::npos);
   }
 
+  TEST_CASE("robustness: a client facing a server that accepts and never answers gives up in time") {
+    auto listener = open_socket(AF_INET);
+    REQUIRE(listener.has_value());
+    REQUIRE_FALSE(bind_to(listener->get(), *Endpoint::parse("127.0.0.1", 0)));
+    REQUIRE_FALSE(listen_on(listener->get()));  // the kernel completes the handshake; nobody answers
+    const auto server = local_endpoint(listener->get());
+    REQUIRE(server.has_value());
+    const auto started = std::chrono::steady_clock::now();
+    const auto result =
+        run_program({tool_path("tcp_client"), "--port", std::to_string(server->port()), "hello"}, Millis(15000));
+    const auto waited = std::chrono::steady_clock::now() - started;
+    CHECK(result.status.code == 1);
+    CHECK(result.out.find("no answer within") != std::string::npos);
+    CHECK(result.err.find("ETIMEDOUT") != std::string::npos);
+    CHECK(waited < std::chrono::seconds(8));
+  }
+
+  TEST_CASE("robustness: the summary tool rejects bad input with one line and the usage and exit status 2") {
+    for (const auto& arguments : std::vector<std::vector<std::string>>{{"--frobnicate"}, {}, {"a", "b"}}) {
+      std::vector<std::string> argv{tool_path("portreuse-summary")};
+      argv.insert(argv.end(), arguments.begin(), arguments.end());
+      const auto result = run_program(argv);
+      CHECK(result.status.code == 2);
+      CHECK(result.out.empty());
+      CHECK(result.err.find('\n') != std::string::npos);
+      CHECK(result.err.find("Usage: portreuse-summary") != std::string::npos);
+    }
+  }
+
   TEST_CASE("robustness: an experiment that runs out of file descriptors fails cleanly") {
     for (const auto& entry : read_manifest()) {
       for (const int limit : {6, 8, 10, 12, 14, 16}) {

@@ -125,7 +125,9 @@ class Client {
     } else if (server_closed_) {
       out_.line("client", "the server closed the connection without answering");
     } else {
+      // A server that accepts and never answers must not hold the client (or a class) forever.
       out_.line("client", "no answer within " + std::to_string(kDefaultDeadline.count() / 1000) + " s");
+      return fail("recv", make_error(ETIMEDOUT));
     }
     return 0;
   }
