@@ -50,9 +50,10 @@ Observation restart_with_reuseport_new_only(StepContext& context) {
   return restart_server(context, plan);
 }
 
-std::string listener_situation(const std::vector<SocketEntry>& holders) {
+std::string listener_situation(const Result<std::vector<SocketEntry>>& holders) {
+  if (!holders) return classify_holders(holders);
   int listeners = 0;
-  for (const auto& entry : holders) listeners += entry.is(TcpState::listen) ? 1 : 0;
+  for (const auto& entry : *holders) listeners += entry.is(TcpState::listen) ? 1 : 0;
   return listeners >= 2 ? "shared" : classify_holders(holders);
 }
 
@@ -169,7 +170,7 @@ Observation reuseport_other_uid(StepContext& context) {
   }
   const auto holders = context.show_sockets(context.port(), "the kernel's sockets for the port:");
   observation.situation = listener_situation(holders);
-  for (const auto& entry : holders) {
+  for (const auto& entry : holders ? *holders : std::vector<SocketEntry>{}) {
     // The owner as the kernel records it, not as this program assumes it.
     if (entry.is(TcpState::listen)) observation.facts.emplace_back("listener_uid", std::to_string(entry.uid));
   }

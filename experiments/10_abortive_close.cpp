@@ -125,7 +125,7 @@ Observation linger_abort_peer_read(StepContext& context) {
   observation.facts.emplace_back("bytes_read_by_client", std::to_string(reads.bytes));
   observation.facts.emplace_back("bytes_lost", std::to_string(queued - std::min(queued, reads.bytes)));
   observation.facts.emplace_back("read_after_error", json_quote(reads.next));
-  observation.facts.emplace_back("sockets_after_reset", sockets_json(holders));
+  observation.facts.emplace_back("sockets_after_reset", holders ? sockets_json(*holders) : "null");
   return observation;
 }
 

@@ -145,7 +145,7 @@ Observation one_port_two_families(StepContext& context, bool ipv6_first, int v6o
   observation.facts.emplace_back("ipv6_v6only", v6only_read_back ? std::to_string(*v6only_read_back) : "null");
   if (before) observation.facts.emplace_back("ipv4_client_before_second", json_quote(before->text));
   if (after) observation.facts.emplace_back("ipv4_client_after_second", json_quote(after->text));
-  observation.facts.emplace_back("sockets", sockets_json(holders));
+  observation.facts.emplace_back("sockets", holders ? sockets_json(*holders) : "null");
   return observation;
 }
 

@@ -9,7 +9,9 @@
 #include "portreuse/experiment.hpp"
 #include "portreuse/json.hpp"
 #include "portreuse/ports.hpp"
+#include "portreuse/scenarios.hpp"
 #include "portreuse/server.hpp"
+#include "portreuse/socket_table.hpp"
 
 namespace portreuse {
 namespace {
@@ -135,6 +137,22 @@ TEST_CASE("verdicts and explanations are chosen from the observed outcome") {
   CHECK(choose_explanation(step, "ok", "clean") == "fallback");
   step.explanations.pop_back();
   CHECK(choose_explanation(step, "ECONNRESET", "").find("no explanation prepared for ECONNRESET") != std::string::npos);
+}
+
+TEST_CASE("situations: what is bound to a port is classified only when it was observed") {
+  const auto listener = parse_proc_net_line(
+      "   1: 00000000:CCE1 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 5566 1 0 100 0 0 10 "
+      "0",
+      AF_INET, Transport::tcp, 100);
+  const auto time_wait = parse_proc_net_line(
+      "   2: 0100007F:CCE1 0100007F:BAD6 06 00000000:00000000 03:0000176A 00000000     0        0 0 3 0", AF_INET,
+      Transport::tcp, 100);
+  REQUIRE(listener.has_value());
+  REQUIRE(time_wait.has_value());
+  CHECK(classify_holders(std::vector<SocketEntry>{}) == "clean");
+  CHECK(classify_holders(std::vector<SocketEntry>{*time_wait}) == "time-wait");
+  CHECK(classify_holders(std::vector<SocketEntry>{*time_wait, *listener}) == "listener");
+  CHECK(classify_holders(Result<std::vector<SocketEntry>>(make_error(ENOENT))) == "unobserved");
 }
 
 TEST_CASE("child process: exit status and signals and reaping on destruction") {

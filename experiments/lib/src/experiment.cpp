@@ -128,11 +128,12 @@ Endpoint StepContext::loopback(std::uint16_t port) const {
   return *Endpoint::parse("127.0.0.1", port);
 }
 
-std::vector<SocketEntry> StepContext::show_sockets(std::uint16_t port, std::string_view caption) const {
+Result<std::vector<SocketEntry>> StepContext::show_sockets(std::uint16_t port, std::string_view caption) const {
   auto table = read_socket_table();
   if (!table) {
-    narrator_.line("kernel", "cannot read the socket table (" + describe_outcome(table.error()) + ")");
-    return {};
+    narrator_.line("kernel", "cannot read the socket table (" + describe_outcome(table.error()) +
+                                 "): not available here, so nothing about the port's sockets was observed");
+    return table.error();
   }
   std::vector<std::string> rows;
   for (const auto& entry : involving_port(*table, port)) rows.push_back(entry.describe());

@@ -67,6 +67,10 @@ std::string classify_holders(const std::vector<SocketEntry>& bound) {
   return time_wait ? "time-wait" : "clean";
 }
 
+std::string classify_holders(const Result<std::vector<SocketEntry>>& bound) {
+  return bound ? classify_holders(*bound) : std::string("unobserved");
+}
+
 std::string sockets_json(const std::vector<SocketEntry>& sockets) {
   std::string array = "[";
   for (const auto& entry : sockets) array += (array.size() > 1 ? "," : "") + json_quote(entry.describe());
@@ -140,7 +144,8 @@ Observation restart_server(StepContext& context, const RestartPlan& plan) {
   context.let_closing_settle(port);
   auto table = read_socket_table();
   const auto involved = table ? involving_port(*table, port) : std::vector<SocketEntry>{};
-  const auto bound = table ? bound_to_port(*table, port) : std::vector<SocketEntry>{};
+  const Result<std::vector<SocketEntry>> bound =
+      table ? Result<std::vector<SocketEntry>>(bound_to_port(*table, port)) : table.error();
   context.show_sockets(port, "what the kernel still holds for port " + std::to_string(port) + ":");
 
   ServerPlan new_plan;

@@ -98,8 +98,8 @@ class StepContext {
   [[nodiscard]] Endpoint loopback(std::uint16_t port) const;  // 127.0.0.1:port
 
   // Narrates the sockets with `port` at either end, as the kernel lists them now, and returns the
-  // ones bound to it.
-  std::vector<SocketEntry> show_sockets(std::uint16_t port, std::string_view caption) const;
+  // ones bound to it; an error when the table cannot be read (then nothing was observed).
+  Result<std::vector<SocketEntry>> show_sockets(std::uint16_t port, std::string_view caption) const;
   // Waits (briefly) until no socket of the port is half-way through closing, so that what is shown
   // is where the kernel settles rather than a passing state.
   void let_closing_settle(std::uint16_t port) const;

@@ -51,8 +51,10 @@ ListenAttempt attempt_listen(const StepContext& context, std::string_view actor,
 // Narrates a server's reports in order until one of `kind` (or a failure) arrives, and returns it.
 std::optional<ServerEvent> follow_server(const StepContext& context, ServerProcess& server, std::string_view kind);
 
-// The situation name used by restart_server for what is bound to a port.
+// The situation name used by restart_server for what is bound to a port: "listener",
+// "connection", "time-wait" or "clean"; "unobserved" when the socket table could not be read.
 std::string classify_holders(const std::vector<SocketEntry>& bound);
+std::string classify_holders(const Result<std::vector<SocketEntry>>& bound);
 
 // The sockets as a JSON array of their one-line descriptions.
 std::string sockets_json(const std::vector<SocketEntry>& sockets);
