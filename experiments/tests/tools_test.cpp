@@ -154,7 +154,8 @@ TEST_CASE("tools: after Ctrl+C a forked child that keeps the connection blocks t
   const auto p = std::to_string(*port);
   auto server = Background::start({tool_path("tcp_server"), "--port", p, "--fork"});
   REQUIRE_MESSAGE(server.wait_for("listening on 0.0.0.0:" + p), server.seen());
-  auto client = Background::start({tool_path("tcp_client"), "--port", p});
+  // --close-first: at the end the client leaves at once instead of waiting for the child to close.
+  auto client = Background::start({tool_path("tcp_client"), "--port", p, "--close-first"});
   client.type("first line\n");
   REQUIRE_MESSAGE(client.wait_for("answer: \"FIRST LINE\""), client.seen());
   REQUIRE_MESSAGE(server.wait_for("forked child "), server.seen());
