@@ -9,21 +9,9 @@
 namespace portreuse::testing {
 namespace {
 
-// Like run_experiment_json, with --long and a deadline that fits a minute of TIME_WAIT.
+// With --long, and a deadline that fits a minute of TIME_WAIT.
 std::vector<Record> run_long(const std::string& number) {
-  const auto result = run_program({program_path(number), "--json", "--long"}, Millis(200000));
-  INFO("stderr: " << result.err);
-  REQUIRE(result.status.exited);
-  REQUIRE(result.status.code == 0);
-  std::vector<Record> records;
-  std::istringstream lines(result.out);
-  std::string line;
-  while (std::getline(lines, line)) {
-    auto record = parse_flat_json(line);
-    REQUIRE_MESSAGE(record.has_value(), "not a JSON object: " << line);
-    records.push_back(*record);
-  }
-  return records;
+  return run_experiment_json(number, {"--long"}, Millis(200000));
 }
 
 TEST_SUITE("long") {

@@ -132,10 +132,11 @@ CommandResult run_program(const std::vector<std::string>& argv, Millis deadline,
   return std::move(result.value());
 }
 
-std::vector<Record> run_experiment_json(const std::string& number, const std::vector<std::string>& extra) {
+std::vector<Record> run_experiment_json(const std::string& number, const std::vector<std::string>& extra,
+                                        Millis deadline) {
   std::vector<std::string> argv{program_path(number), "--json"};
   argv.insert(argv.end(), extra.begin(), extra.end());
-  const auto result = run_program(argv);
+  const auto result = run_program(argv, deadline);
   INFO("stderr: " << result.err);
   REQUIRE_MESSAGE(result.status.exited, "ended by signal " << result.status.signal);
   REQUIRE(result.status.code == 0);

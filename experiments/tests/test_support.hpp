@@ -44,7 +44,8 @@ void check_nothing_left(const std::string& tag, const std::vector<std::uint16_t>
 
 // Runs the experiment with --json (plus extra arguments) and returns one record per step.
 // Fails the test if the program did not exit 0 or printed something that is not JSON.
-std::vector<Record> run_experiment_json(const std::string& number, const std::vector<std::string>& extra = {});
+std::vector<Record> run_experiment_json(const std::string& number, const std::vector<std::string>& extra = {},
+                                        Millis deadline = Millis(15000));
 
 // One row of an experiment's table of expected Linux outcomes.
 struct ExpectedStep {

@@ -167,20 +167,13 @@ int main(int argc, char** argv) {
                          {"--json", "", "one JSON object per snapshot, nothing else"},
                          {"--no-color", "", "no colours (also when NO_COLOR is set or output is not a terminal)"}},
                         1);
-  const auto parsed = cli.parse(argc, argv);
-  const auto usage_error = [&](const std::string& message) {
-    std::cerr << cli.program() << ": " << message << "\n" << cli.usage();
-    return kExitUsage;
-  };
-  if (const auto* error = std::get_if<UsageError>(&parsed)) return usage_error(error->message);
+  const auto parsed = cli.parse_or_exit(argc, argv);
+  if (const auto* exit_status = std::get_if<int>(&parsed)) return *exit_status;
   const auto& args = std::get<ParsedArgs>(parsed);
-  if (args.has("--help")) {
-    std::cout << cli.usage();
-    return 0;
-  }
+  const auto usage_error = [&](const std::string& message) { return cli.usage_error(message); };
   if (args.positional.empty()) return usage_error("missing PORT");
   const auto port = parse_port(args.positional[0]);
-  if (!port) return usage_error("bad port '" + args.positional[0] + "' (want a number from 1 to 65535)");
+  if (!port) return usage_error(bad_port_message(args.positional[0]));
   const bool watch = args.has("--watch");
   int snapshots = watch ? kMaxSnapshots : 1;
   if (auto count_text = args.value("--count")) {

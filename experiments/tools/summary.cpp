@@ -34,20 +34,10 @@ int main(int argc, char** argv) {
   const CommandLine cli("portreuse-summary", "[--no-color] FILE",
                         "Prints the summary table of a run from the experiments' JSON Lines.",
                         {{"--no-color", "", "no colours"}}, 1);
-  const auto parsed = cli.parse(argc, argv);
-  if (const auto* error = std::get_if<UsageError>(&parsed)) {
-    std::cerr << cli.program() << ": " << error->message << "\n" << cli.usage();
-    return kExitUsage;
-  }
+  const auto parsed = cli.parse_or_exit(argc, argv);
+  if (const auto* exit_status = std::get_if<int>(&parsed)) return *exit_status;
   const auto& args = std::get<ParsedArgs>(parsed);
-  if (args.has("--help")) {
-    std::cout << cli.usage();
-    return 0;
-  }
-  if (args.positional.size() != 1) {
-    std::cerr << cli.program() << ": missing FILE\n" << cli.usage();
-    return kExitUsage;
-  }
+  if (args.positional.size() != 1) return cli.usage_error("missing FILE");
   std::ifstream input(args.positional[0]);
   if (!input) {
     std::cerr << cli.program() << ": cannot read " << args.positional[0] << "\n";

@@ -227,21 +227,12 @@ int main(int argc, char** argv) {
        {"--close-first", "", "close the connection right after the last answer (the client closes first)"},
        {"--no-color", "", "no colours (also when NO_COLOR is set or output is not a terminal)"}},
       64);
-  const auto parsed = cli.parse(argc, argv);
-  const auto usage_error = [&](const std::string& message) {
-    std::cerr << cli.program() << ": " << message << "\n" << cli.usage();
-    return kExitUsage;
-  };
-  if (const auto* error = std::get_if<UsageError>(&parsed)) return usage_error(error->message);
+  const auto parsed = cli.parse_or_exit(argc, argv);
+  if (const auto* exit_status = std::get_if<int>(&parsed)) return *exit_status;
   const auto& args = std::get<ParsedArgs>(parsed);
-  if (args.has("--help")) {
-    std::cout << cli.usage();
-    return 0;
-  }
-  const auto port_text = args.value("--port");
-  if (!port_text) return usage_error("missing --port P");
-  const auto port = parse_port(*port_text);
-  if (!port) return usage_error("bad port '" + *port_text + "' (want a number from 1 to 65535)");
+  const auto usage_error = [&](const std::string& message) { return cli.usage_error(message); };
+  const auto port = cli.required_port(args, "--port");
+  if (!port) return kExitUsage;
   auto address_text = args.value("--addr").value_or("127.0.0.1");
   if (address_text == "localhost") address_text = "127.0.0.1";
   const auto server = Endpoint::parse(address_text, *port);

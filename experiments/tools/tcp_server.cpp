@@ -241,21 +241,12 @@ int main(int argc, char** argv) {
        {"--linger0", "", "close connections with SO_LINGER 0 (RST, no TIME-WAIT)"},
        {"--receipt", "", "answer \"message received\" instead of the message in upper case"},
        {"--no-color", "", "no colours (also when NO_COLOR is set or output is not a terminal)"}});
-  const auto parsed = cli.parse(argc, argv);
-  const auto usage_error = [&](const std::string& message) {
-    std::cerr << cli.program() << ": " << message << "\n" << cli.usage();
-    return kExitUsage;
-  };
-  if (const auto* error = std::get_if<UsageError>(&parsed)) return usage_error(error->message);
+  const auto parsed = cli.parse_or_exit(argc, argv);
+  if (const auto* exit_status = std::get_if<int>(&parsed)) return *exit_status;
   const auto& args = std::get<ParsedArgs>(parsed);
-  if (args.has("--help")) {
-    std::cout << cli.usage();
-    return 0;
-  }
-  const auto port_text = args.value("--port");
-  if (!port_text) return usage_error("missing --port P");
-  const auto port = parse_port(*port_text);
-  if (!port) return usage_error("bad port '" + *port_text + "' (want a number from 1 to 65535)");
+  const auto usage_error = [&](const std::string& message) { return cli.usage_error(message); };
+  const auto port = cli.required_port(args, "--port");
+  if (!port) return kExitUsage;
   const auto address_text = args.value("--addr").value_or("0.0.0.0");
   const auto address = Endpoint::parse(address_text, *port);
   if (!address) return usage_error("bad address '" + address_text + "' (want an IP address such as 127.0.0.1 or ::)");

@@ -3,6 +3,9 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <iostream>
+
+#include "portreuse/ports.hpp"
 
 namespace portreuse {
 
@@ -69,6 +72,37 @@ std::string CommandLine::usage() const {
     text += left + option.help + "\n";
   }
   return text;
+}
+
+std::variant<ParsedArgs, int> CommandLine::parse_or_exit(int argc, const char* const* argv) const {
+  auto parsed = parse(argc, argv);
+  if (const auto* error = std::get_if<UsageError>(&parsed)) return usage_error(error->message);
+  auto& args = std::get<ParsedArgs>(parsed);
+  if (args.has("--help")) {
+    std::cout << usage();
+    return 0;
+  }
+  return std::move(args);
+}
+
+int CommandLine::usage_error(std::string_view message) const {
+  std::cerr << program_ << ": " << message << "\n" << usage();
+  return kExitUsage;
+}
+
+std::optional<std::uint16_t> CommandLine::required_port(const ParsedArgs& args, std::string_view option) const {
+  const auto text = args.value(option);
+  if (!text) {
+    usage_error("missing " + std::string(option) + " P");
+    return std::nullopt;
+  }
+  const auto port = parse_port(*text);
+  if (!port) usage_error(bad_port_message(*text));
+  return port;
+}
+
+std::string bad_port_message(std::string_view text) {
+  return "bad port '" + std::string(text) + "' (want a number from 1 to 65535)";
 }
 
 bool colour_wanted(bool disabled_by_flag, int fd) {

@@ -172,32 +172,19 @@ int run_experiment(const Experiment& experiment, int argc, const char* const* ar
       program,
       std::string("[--port P] [--json] [--no-color] [--step] [--record FILE]") + (has_long_steps ? " [--long]" : ""),
       description, options);
-  const auto parsed_or_error = cli.parse(argc, argv);
-  if (const auto* error = std::get_if<UsageError>(&parsed_or_error)) {
-    std::cerr << program << ": " << error->message << "\n" << cli.usage();
-    return kExitUsage;
-  }
-  const auto& args = std::get<ParsedArgs>(parsed_or_error);
-  if (args.has("--help")) {
-    std::cout << cli.usage();
-    return 0;
-  }
+  const auto parsed_or_exit = cli.parse_or_exit(argc, argv);
+  if (const auto* exit_status = std::get_if<int>(&parsed_or_exit)) return *exit_status;
+  const auto& args = std::get<ParsedArgs>(parsed_or_exit);
   std::optional<std::uint16_t> user_port;
   if (auto text = args.value("--port")) {
     user_port = parse_port(*text);
-    if (!user_port) {
-      std::cerr << program << ": bad port '" << *text << "' (want a number from 1 to 65535)\n" << cli.usage();
-      return kExitUsage;
-    }
+    if (!user_port) return cli.usage_error(bad_port_message(*text));
   }
   const bool json = args.has("--json");
   std::ofstream record_file;
   if (auto path = args.value("--record")) {
     record_file.open(*path, std::ios::app);
-    if (!record_file) {
-      std::cerr << program << ": cannot write to '" << *path << "'\n" << cli.usage();
-      return kExitUsage;
-    }
+    if (!record_file) return cli.usage_error("cannot write to '" + *path + "'");
   }
   const auto emit = [&](const JsonObject& record) {
     if (json) std::cout << record.text() << std::endl;

@@ -2,6 +2,7 @@
 // and bad input always gets one line naming the problem, the usage, and exit status 2.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -42,6 +43,14 @@ class CommandLine {
   [[nodiscard]] std::string usage() const;
   [[nodiscard]] const std::string& program() const { return program_; }
 
+  // The arguments, or the exit status to return at once: 0 after --help (the usage on stdout),
+  // 2 after bad input (one line naming the problem, then the usage, on stderr).
+  [[nodiscard]] std::variant<ParsedArgs, int> parse_or_exit(int argc, const char* const* argv) const;
+  // "program: message" and the usage on stderr; returns 2 for main() to return.
+  int usage_error(std::string_view message) const;
+  // The port a required option names; nullopt after the usage error for a missing or bad value.
+  [[nodiscard]] std::optional<std::uint16_t> required_port(const ParsedArgs& args, std::string_view option) const;
+
  private:
   std::string program_;
   std::string synopsis_;
@@ -49,6 +58,9 @@ class CommandLine {
   std::vector<OptionSpec> options_;
   std::size_t max_positional_;
 };
+
+// The one wording for a port argument that is not 1..65535.
+std::string bad_port_message(std::string_view text);
 
 // Colour only for a terminal, and never when NO_COLOR is set (https://no-color.org).
 bool colour_wanted(bool disabled_by_flag, int fd);
