@@ -28,8 +28,16 @@ cat <<REPORT
 | check | runs | result | wall time |
 |---|---|---|---|
 | experiment tests, \`ctest -j2 --repeat until-fail:50\` | $count tests x 50 | $repeat_line | $((repeat_ms / 1000)).$(((repeat_ms % 1000) / 100)) s |
-| robustness suite, \`ctest --preset robustness\` | 1 | $robust_line | $((robust_ms / 1000)).$(((robust_ms % 1000) / 100)) s |
+| robustness suite, \`ctest --preset robustness\` | the $(grep -c 'Test *#' build/reliability-robustness.log) checks below | $robust_line | $((robust_ms / 1000)).$(((robust_ms % 1000) / 100)) s |
 REPORT
+# One row per robustness check, from ctest's own result lines ("N/M Test #K: name ...... Passed 0.10 sec").
+awk '/Test +#[0-9]+: robustness: / {
+  line = $0
+  sub(/.*robustness: /, "", line)
+  seconds = $(NF - 1); status = $(NF - 2)
+  sub(/ \.+.*$/, "", line)
+  printf "| %s | | %s | %s s |\n", line, status, seconds
+}' build/reliability-robustness.log
 
 if [[ $repeat_status -ne 0 || $robust_status -ne 0 ]]; then
   echo "reliability.sh: failures; see build/reliability-repeat.log and build/reliability-robustness.log" >&2

@@ -78,17 +78,35 @@ std::vector<pid_t> processes_tagged(const std::string& tag) {
 }
 
 std::vector<std::string> leftover_listeners(const std::vector<std::uint16_t>& ports, const std::string& tag) {
-  std::vector<std::string> leftovers;
-  const auto tagged = processes_tagged(tag);
-  for (const auto port : ports) {
-    auto holders = sockets_holding(port);
-    if (!holders) continue;
-    for (const auto& holder : *holders) {
-      if (!holder.is(TcpState::listen)) continue;
-      const auto owner = find_socket_owner(holder.inode);
-      const bool ours = !owner || std::find(tagged.begin(), tagged.end(), owner->pid) != tagged.end();
-      if (ours) leftovers.push_back(holder.describe() + (owner ? " (pid " + std::to_string(owner->pid) + ")" : ""));
+  // Ours: owned by a tagged process, or owned by nobody we can find. A listener that another test
+  // opened and closed meanwhile (ports are reused) is gone on a second look, so only what is still
+  // there then counts.
+  const auto suspects = [&] {
+    std::vector<std::pair<std::string, unsigned long>> found;
+    const auto tagged = processes_tagged(tag);
+    for (const auto port : ports) {
+      auto holders = sockets_holding(port);
+      if (!holders) continue;
+      for (const auto& holder : *holders) {
+        if (!holder.is(TcpState::listen)) continue;
+        const auto owner = find_socket_owner(holder.inode);
+        const bool ours = !owner || std::find(tagged.begin(), tagged.end(), owner->pid) != tagged.end();
+        if (ours) {
+          found.emplace_back(holder.describe() + (owner ? " (pid " + std::to_string(owner->pid) + ")" : ""),
+                             holder.inode);
+        }
+      }
     }
+    return found;
+  };
+  const auto first_look = suspects();
+  if (first_look.empty()) return {};
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::vector<std::string> leftovers;
+  for (const auto& [description, inode] : suspects()) {
+    const bool seen_before =
+        std::any_of(first_look.begin(), first_look.end(), [&](const auto& earlier) { return earlier.second == inode; });
+    if (seen_before) leftovers.push_back(description);
   }
   return leftovers;
 }

@@ -19,8 +19,10 @@ Result<std::uint16_t> free_tcp_port() {
     if (!bound) return bound.error();
     const auto port = bound->port();
     probe->reset();
-    auto holders = sockets_holding(port);
-    if (!holders || holders->empty()) return port;  // no /proc: trust the kernel's choice
+    // Fresh means no socket at either end: a TIME_WAIT whose far end is this port (an earlier
+    // server here, whose client closed first) would otherwise show up in this port's lesson.
+    auto table = read_socket_table();
+    if (!table || involving_port(*table, port).empty()) return port;  // no table: trust the kernel
   }
   return last_failure;
 }

@@ -41,10 +41,17 @@ std::optional<ServerEvent> follow_server(const StepContext& context, ServerProce
 
 namespace {
 
-std::string time_wait_side(const std::vector<SocketEntry>& involved, std::uint16_t port) {
+// Which end of this step's own connection is in TIME_WAIT. Only the connection's four-tuple counts:
+// a TIME_WAIT that an earlier user of the port left behind is none of this step's business.
+std::string time_wait_side(const std::vector<SocketEntry>& involved, std::uint16_t port,
+                           std::optional<std::uint16_t> client_port) {
   std::string side = "none";
+  if (!client_port) return side;
   for (const auto& entry : involved) {
     if (!entry.is(TcpState::time_wait)) continue;
+    const bool ours = (entry.local.port() == port && entry.remote.port() == *client_port) ||
+                      (entry.local.port() == *client_port && entry.remote.port() == port);
+    if (!ours) continue;
     if (entry.local.port() == port) return "server";
     side = "client";
   }
@@ -97,6 +104,7 @@ Observation restart_server(StepContext& context, const RestartPlan& plan) {
   }
 
   UniqueFd client_socket;
+  std::optional<std::uint16_t> client_port;
   if (plan.serve_one_client) {
     auto client = open_socket(AF_INET);
     if (!client) return Observation::failed_setup("socket: " + describe_outcome(client.error()));
@@ -104,6 +112,7 @@ Observation restart_server(StepContext& context, const RestartPlan& plan) {
     const auto server = context.loopback(port);
     const auto connected = connect_within(client_socket.get(), server);
     auto from = local_endpoint(client_socket.get());
+    if (from) client_port = from->port();
     narrator.call("client", "connect " + server.text() + (from ? " from " + from->text() : ""), connected);
     if (connected) return Observation::failed_setup("the client could not connect: " + describe_outcome(connected));
     narrator.line("client", "sends " + quoted(plan.client_message));
@@ -179,7 +188,7 @@ Observation restart_server(StepContext& context, const RestartPlan& plan) {
   }
   observation.situation = classify_holders(bound);
   observation.facts.emplace_back("sockets_before_restart", sockets_json(involved));
-  observation.facts.emplace_back("time_wait_side", json_quote(time_wait_side(involved, port)));
+  observation.facts.emplace_back("time_wait_side", json_quote(time_wait_side(involved, port, client_port)));
   observation.facts.emplace_back("stop_signal", json_quote(signal_name(plan.stop_signal)));
   if (sets_options_late) {
     observation.facts.emplace_back("options_after_bind", json_quote(plan.new_options_after_bind.describe()));

@@ -13,8 +13,8 @@ namespace portreuse {
 
 // Asks the kernel for a free TCP port: binds port 0 on the wildcard address (so the port is free
 // for every local address), reads the port back with getsockname(), and closes the socket. Such a
-// probe never accepted a connection, so it leaves no TIME_WAIT behind. A port the socket table
-// still shows in use is skipped.
+// probe never accepted a connection, so it leaves no TIME_WAIT behind. A port that any socket in
+// the table still mentions, at either end, is skipped.
 Result<std::uint16_t> free_tcp_port();
 
 // The sockets currently bound to the port (any state). Empty means nobody holds it.
