@@ -35,7 +35,7 @@ Observation restart_after_linger_abort(StepContext& context) {
 // Queues as much of a long answer as the kernel takes without blocking, the way a server believes
 // it has "sent" a file: send() returned, so the bytes are gone from the program.
 std::size_t queue_long_answer(int fd) {
-  const std::string block(64 * 1024, 'x');
+  const std::string block(std::size_t{64} * 1024, 'x');
   std::size_t queued = 0;
   while (queued < kMaxAnswer) {
     const auto sent = ::send(fd, block.data(), block.size(), MSG_DONTWAIT | MSG_NOSIGNAL);

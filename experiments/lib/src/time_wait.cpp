@@ -35,7 +35,7 @@ std::vector<TimeWaitSocket> report_time_waits(const StepContext& context, std::u
     observation.facts.emplace_back("time_wait_holds_port", "null");
     return {};
   }
-  const auto found = time_waits_for(involving_port(*table, port), port);
+  auto found = time_waits_for(involving_port(*table, port), port);
   const TimeWaitSocket* longest = nullptr;
   for (const auto& time_wait : found) {
     const auto held = std::to_string(time_wait.socket.local.port());
