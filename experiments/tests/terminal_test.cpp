@@ -113,7 +113,7 @@ class Tmux {
 
   // The screen below the last command typed in this pane.
   std::string output(const std::string& pane) const {
-    const auto text = screen(pane);
+    auto text = screen(pane);
     const auto found = last_command_.find(pane);
     if (found == last_command_.end()) return text;
     const auto at = text.rfind("$ " + found->second + "\n");

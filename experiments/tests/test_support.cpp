@@ -103,10 +103,10 @@ std::vector<std::string> leftover_listeners(const std::vector<std::uint16_t>& po
   if (first_look.empty()) return {};
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   std::vector<std::string> leftovers;
-  for (const auto& [description, inode] : suspects()) {
-    const bool seen_before =
-        std::any_of(first_look.begin(), first_look.end(), [&](const auto& earlier) { return earlier.second == inode; });
-    if (seen_before) leftovers.push_back(description);
+  for (const auto& suspect : suspects()) {
+    const bool seen_before = std::any_of(first_look.begin(), first_look.end(),
+                                         [&](const auto& earlier) { return earlier.second == suspect.second; });
+    if (seen_before) leftovers.push_back(suspect.first);
   }
   return leftovers;
 }
