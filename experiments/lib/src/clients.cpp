@@ -1,40 +1,11 @@
 #include "portreuse/clients.hpp"
 
-#include <poll.h>
-
 #include <chrono>
 
 #include "portreuse/json.hpp"
 
 namespace portreuse {
 namespace {
-
-struct Arrival {
-  std::size_t listener = 0;
-  Connection connection;
-};
-
-// Waits until one of the listeners has a connection queued, then accepts it from that one.
-Result<Arrival> accept_on_any(const std::vector<int>& listeners, Millis deadline) {
-  const auto until = std::chrono::steady_clock::now() + deadline;
-  std::vector<pollfd> watched;
-  for (const int fd : listeners) watched.push_back(pollfd{fd, POLLIN, 0});
-  for (;;) {
-    const auto left = std::chrono::duration_cast<Millis>(until - std::chrono::steady_clock::now()).count();
-    const int ready = ::poll(watched.data(), watched.size(), left > 0 ? static_cast<int>(left) : 0);
-    if (ready == 0) return make_error(ETIMEDOUT);
-    if (ready < 0) {
-      if (errno == EINTR) continue;
-      return last_error();
-    }
-    for (std::size_t index = 0; index < watched.size(); ++index) {
-      if ((watched[index].revents & POLLIN) == 0) continue;
-      auto accepted = accept_within(listeners[index], Millis(0));
-      if (!accepted) return accepted.error();
-      return Arrival{index, std::move(accepted.value())};
-    }
-  }
-}
 
 // The listener a connection to `target` should reach when the most specific address wins.
 std::optional<std::size_t> most_specific_listener(const Endpoint& target, const std::vector<Endpoint>& bound) {

@@ -228,6 +228,27 @@ Result<Connection> accept_within(int listener, Millis deadline) {
   return Connection{UniqueFd(fd), Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&storage), length)};
 }
 
+Result<Arrival> accept_on_any(const std::vector<int>& listeners, Millis deadline) {
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  std::vector<pollfd> watched;
+  watched.reserve(listeners.size());
+  for (const int fd : listeners) watched.push_back(pollfd{fd, POLLIN, 0});
+  for (;;) {
+    const int ready = ::poll(watched.data(), watched.size(), remaining_ms(until));
+    if (ready == 0) return make_error(ETIMEDOUT);
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      return last_error();
+    }
+    for (std::size_t index = 0; index < watched.size(); ++index) {
+      if ((watched[index].revents & POLLIN) == 0) continue;
+      auto accepted = accept_within(listeners[index], Millis(0));
+      if (!accepted) return accepted.error();
+      return Arrival{index, std::move(accepted.value())};
+    }
+  }
+}
+
 std::error_code wait_readable(int fd, Millis deadline) {
   return poll_until(fd, POLLIN, deadline);
 }

@@ -1,7 +1,5 @@
 #include "portreuse/traffic.hpp"
 
-#include <poll.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -11,14 +9,14 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Accepts whatever is already queued on each listener, without waiting.
-void accept_queued(const std::vector<int>& listeners, AcceptTally& tally, std::vector<UniqueFd>& accepted) {
-  for (std::size_t index = 0; index < listeners.size(); ++index) {
-    while (auto connection = accept_within(listeners[index], Millis(0))) {
-      if (!tally.first_peer[index]) tally.first_peer[index] = connection->peer;
-      ++tally.accepted[index];
-      accepted.push_back(std::move(connection->fd));
-    }
+// Accepts what arrives within the deadline (0: only what is queued already), counting per listener.
+void accept_arrivals(const std::vector<int>& listeners, Millis deadline, AcceptTally& tally,
+                     std::vector<UniqueFd>& accepted) {
+  while (auto arrival = accept_on_any(listeners, deadline)) {
+    if (!tally.first_peer[arrival->listener]) tally.first_peer[arrival->listener] = arrival->connection.peer;
+    ++tally.accepted[arrival->listener];
+    accepted.push_back(std::move(arrival->connection.fd));
+    if (tally.total_accepted() >= tally.connected) return;
   }
 }
 
@@ -56,18 +54,10 @@ AcceptTally tally_accepts(const std::vector<int>& listeners, const Endpoint& tar
     }
     ++tally.connected;
     client_sockets.push_back(std::move(socket.value()));
-    accept_queued(listeners, tally, accepted);
+    accept_arrivals(listeners, Millis(0), tally, accepted);  // as it goes, so no backlog overflows
   }
   // The last handshakes may still be on their way into an accept queue.
-  while (tally.total_accepted() < tally.connected && left().count() > 0) {
-    std::vector<pollfd> watched;
-    for (const int listener : listeners) watched.push_back({listener, POLLIN, 0});
-    if (::poll(watched.data(), watched.size(), static_cast<int>(std::min<long long>(left().count(), 50))) < 0 &&
-        errno != EINTR) {
-      break;
-    }
-    accept_queued(listeners, tally, accepted);
-  }
+  if (tally.total_accepted() < tally.connected) accept_arrivals(listeners, left(), tally, accepted);
   for (auto& connection : accepted) (void)apply_options(connection.get(), reset_on_close);
   client_sockets.clear();  // the clients reset first; the accepted ends then close quietly
   accepted.clear();

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 #include "portreuse/errors.hpp"
 #include "portreuse/fd.hpp"
@@ -73,6 +74,16 @@ struct Connection {
   UniqueFd fd;
   Endpoint peer;
 };
+
+// Which of several listeners a connection was queued on, and the accepted connection.
+struct Arrival {
+  std::size_t listener = 0;  // index into the listeners given
+  Connection connection;
+};
+
+// Waits until one of the listeners has a connection queued, then accepts it from that one.
+// ETIMEDOUT when none came within the deadline (0: only what is queued already).
+Result<Arrival> accept_on_any(const std::vector<int>& listeners, Millis deadline = kDefaultDeadline);
 
 // connect() that gives up after the deadline with ETIMEDOUT.
 std::error_code connect_within(int fd, const Endpoint& server, Millis deadline = kDefaultDeadline);
