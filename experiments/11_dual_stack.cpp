@@ -11,35 +11,18 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#include <fstream>
 #include <optional>
 #include <string>
 
 #include "portreuse/experiment.hpp"
 #include "portreuse/json.hpp"
+#include "portreuse/netns.hpp"
 #include "portreuse/scenarios.hpp"
 #include "portreuse/traffic.hpp"
 
 namespace {
 
 using namespace portreuse;
-
-std::optional<int> read_bindv6only() {
-  std::ifstream file("/proc/sys/net/ipv6/bindv6only");
-  int value = 0;
-  if (file >> value) return value;
-  return std::nullopt;
-}
-
-// Why this system cannot run an IPv6 step, or nullopt when it can.
-std::optional<std::string> ipv6_missing() {
-  auto probe = open_socket(AF_INET6);
-  if (!probe) return "this system has no IPv6 sockets (socket(AF_INET6): " + describe_outcome(probe.error()) + ")";
-  if (auto error = bind_to(probe->get(), *Endpoint::parse("::1", 0))) {
-    return "::1 cannot be bound (" + describe_outcome(error) + "): IPv6 is off on the loopback interface";
-  }
-  return std::nullopt;
-}
 
 std::optional<int> v6only_of(int fd) {
   int value = 0;
@@ -97,13 +80,13 @@ std::string situation_of(std::optional<int> v6only, const std::optional<Landing>
 // [::]:P with IPV6_V6ONLY set to `v6only`; the IPv4 socket is 0.0.0.0:P.
 Observation one_port_two_families(StepContext& context, bool ipv6_first, int v6only) {
   const auto& narrator = context.narrator();
-  const auto bindv6only = read_bindv6only();
-  narrator.line("kernel", bindv6only ? "net.ipv6.bindv6only = " + std::to_string(*bindv6only) +
+  const auto bindv6only = read_sysctl("net.ipv6.bindv6only");
+  narrator.line("kernel", bindv6only ? "net.ipv6.bindv6only = " + *bindv6only +
                                            ": the IPV6_V6ONLY a new IPv6 socket starts with (this step sets it)"
                                      : std::string("net.ipv6.bindv6only cannot be read"));
-  const std::pair<std::string, std::string> bindv6only_fact{
-      "bindv6only", bindv6only ? std::to_string(*bindv6only) : std::string("null")};
-  if (auto missing = ipv6_missing()) {
+  const std::pair<std::string, std::string> bindv6only_fact{"bindv6only",
+                                                            bindv6only ? *bindv6only : std::string("null")};
+  if (auto missing = ipv6_unavailable()) {
     auto skipped = Observation::skip("bind", *missing);
     skipped.facts.push_back(bindv6only_fact);
     return skipped;

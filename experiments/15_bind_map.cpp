@@ -326,15 +326,6 @@ bool ran(const CellResult& result) {
   return result.outcome != "skipped" && result.outcome != "could-not-run";
 }
 
-std::optional<std::string> ipv6_problem() {
-  auto probe = open_socket(AF_INET6);
-  if (!probe) return "IPv6 is not available here (socket(AF_INET6): " + describe_outcome(probe.error()) + ")";
-  if (auto error = bind_to(probe->get(), *Endpoint::parse("::1", 0))) {
-    return "IPv6 loopback ::1 cannot be bound here (" + describe_outcome(error) + ")";
-  }
-  return std::nullopt;
-}
-
 std::string kernel_name() {
   utsname name{};
   if (::uname(&name) != 0) return "this kernel";
@@ -657,7 +648,7 @@ int main(int argc, char** argv) {
     std::cerr << program << ": cannot run: " << *problem << "\n";
     return kExitCouldNotRun;
   }
-  const auto ipv6_missing = ipv6_problem();
+  const auto ipv6_missing = ipv6_unavailable();
   PortPlan ports(user_port, !ipv6_missing);
 
   narrator.banner("15", "The bind-rule map of this kernel");

@@ -228,6 +228,15 @@ Result<Connection> accept_within(int listener, Millis deadline) {
   return Connection{UniqueFd(fd), Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&storage), length)};
 }
 
+std::optional<std::string> ipv6_unavailable() {
+  auto probe = open_socket(AF_INET6);
+  if (!probe) return "this system has no IPv6 sockets (socket(AF_INET6): " + describe_outcome(probe.error()) + ")";
+  if (auto error = bind_to(probe->get(), *Endpoint::parse("::1", 0))) {
+    return "::1 cannot be bound (" + describe_outcome(error) + "): IPv6 is off on the loopback interface";
+  }
+  return std::nullopt;
+}
+
 Result<Arrival> accept_on_any(const std::vector<int>& listeners, Millis deadline) {
   const auto until = std::chrono::steady_clock::now() + deadline;
   std::vector<pollfd> watched;

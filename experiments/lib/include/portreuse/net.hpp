@@ -95,6 +95,9 @@ std::error_code wait_for_end_of_stream(int fd, Millis deadline = kDefaultDeadlin
 // Never raises SIGPIPE: a broken connection shows up as EPIPE.
 std::error_code send_all(int fd, std::string_view data);
 
+// Why IPv6 steps cannot run here (no AF_INET6 sockets, or ::1 cannot be bound), or nullopt.
+std::optional<std::string> ipv6_unavailable();
+
 // Waits until fd is readable; ETIMEDOUT otherwise.
 std::error_code wait_readable(int fd, Millis deadline);
 
