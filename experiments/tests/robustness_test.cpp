@@ -66,11 +66,7 @@ Interruptible start_in_background(const std::vector<std::string>& argv, const st
     ::dup2(null, STDIN_FILENO);
     ::dup2(out, STDOUT_FILENO);
     ::dup2(null, STDERR_FILENO);
-    std::vector<char*> args;
-    for (const auto& arg : tagged) args.push_back(const_cast<char*>(arg.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    return 127;
+    return exec_program(tagged);
   });
   REQUIRE(child.has_value());
   return {std::move(child.value()), output_path};
@@ -85,24 +81,25 @@ std::string slurp_and_remove(const std::string& path) {
 
 TEST_SUITE("robustness") {
   TEST_CASE("robustness: the leftover detector sees a tagged process and its listener") {
+    // The detector is what every other check here relies on: it must see a real leftover.
     const auto tag = unique_run_tag();
     auto port = free_tcp_port();
     REQUIRE(port.has_value());
-    auto running = start_in_background({program_path("01"), "--step", "--port", std::to_string(*port)}, tag);
-    // Without input, --step reads end of file and goes on; give it a moment to start at least.
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    ServerPlan plan;
-    plan.address = *Endpoint::parse("127.0.0.1", 0);
-    auto sleeper = ChildProcess::fork_running([&] {
-      ::execl("/usr/bin/env", "env", ("PORTREUSE_RUN_TAG=" + tag).c_str(), "/bin/sleep", "5", nullptr);
-      return 127;
-    });
-    REQUIRE(sleeper.has_value());
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    CHECK_FALSE(processes_tagged(tag).empty());
-    sleeper->kill_and_reap();
-    running.process.wait_for_exit(Millis(5000));
-    slurp_and_remove(running.output_path);
+    auto server = start_in_background({tool_path("tcp_server"), "--port", std::to_string(*port)}, tag);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (leftover_listeners({*port}, tag).empty() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    CHECK(processes_tagged(tag) == std::vector<pid_t>{server.process.pid()});
+    const auto listeners = leftover_listeners({*port}, tag);
+    REQUIRE(listeners.size() == 1);
+    CHECK(listeners.front().find("LISTEN") == 0);
+    CHECK(listeners.front().find("pid " + std::to_string(server.process.pid())) != std::string::npos);
+
+    server.process.kill_and_reap();
+    slurp_and_remove(server.output_path);
+    CHECK(processes_tagged(tag).empty());
+    CHECK(leftover_listeners({*port}, tag).empty());
   }
 
   TEST_CASE("robustness: run-all leaves no process and no listener behind") {

@@ -188,6 +188,18 @@ void ChildProcess::kill_and_reap() noexcept {
   pid_ = -1;
 }
 
+int exec_program(const std::vector<std::string>& argv) {
+  if (argv.empty()) return 127;
+  std::vector<char*> args;
+  args.reserve(argv.size() + 1);
+  for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  ::execv(args[0], args.data());
+  const std::string why = "exec " + argv[0] + ": " + std::strerror(errno) + "\n";
+  (void)!::write(STDERR_FILENO, why.data(), why.size());
+  return 127;
+}
+
 Result<CommandResult> run_command(const std::vector<std::string>& argv, Millis deadline, const std::string& input) {
   std::array<int, 2> out_pipe{};
   std::array<int, 2> err_pipe{};
@@ -206,14 +218,7 @@ Result<CommandResult> run_command(const std::vector<std::string>& argv, Millis d
     ::dup2(in_read.get(), STDIN_FILENO);
     ::dup2(out_write.get(), STDOUT_FILENO);
     ::dup2(err_write.get(), STDERR_FILENO);
-    std::vector<char*> args;
-    args.reserve(argv.size() + 1);
-    for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    const std::string why = "exec " + argv[0] + ": " + std::strerror(errno) + "\n";
-    (void)!::write(STDERR_FILENO, why.data(), why.size());
-    return 127;
+    return exec_program(argv);
   });
   if (!child) return child.error();
   in_read.reset();

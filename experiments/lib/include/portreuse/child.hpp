@@ -60,6 +60,10 @@ class ChildProcess {
   std::optional<ExitStatus> status_;
 };
 
+// For the body of fork_running: replaces the child with the program argv[0] (a path) and its
+// arguments. Returns 127, after saying why on stderr, only when exec failed.
+int exec_program(const std::vector<std::string>& argv);
+
 struct CommandResult {
   ExitStatus status;
   std::string out;
