@@ -1,6 +1,7 @@
 #include "portreuse/scenarios.hpp"
 
 #include "portreuse/json.hpp"
+#include "portreuse/time_wait.hpp"
 
 namespace portreuse {
 namespace {
@@ -41,21 +42,12 @@ std::optional<ServerEvent> follow_server(const StepContext& context, ServerProce
 
 namespace {
 
-// Which end of this step's own connection is in TIME_WAIT. Only the connection's four-tuple counts:
-// a TIME_WAIT that an earlier user of the port left behind is none of this step's business.
+// Which end of this step's own connection is in TIME_WAIT ("none" without a connection).
 std::string time_wait_side(const std::vector<SocketEntry>& involved, std::uint16_t port,
                            std::optional<std::uint16_t> client_port) {
-  std::string side = "none";
-  if (!client_port) return side;
-  for (const auto& entry : involved) {
-    if (!entry.is(TcpState::time_wait)) continue;
-    const bool ours = (entry.local.port() == port && entry.remote.port() == *client_port) ||
-                      (entry.local.port() == *client_port && entry.remote.port() == port);
-    if (!ours) continue;
-    if (entry.local.port() == port) return "server";
-    side = "client";
-  }
-  return side;
+  if (!client_port) return "none";
+  const auto found = time_waits_of_connection(involved, port, *client_port);
+  return found.empty() ? "none" : found.front().side;
 }
 
 }  // namespace
@@ -189,6 +181,7 @@ Observation restart_server(StepContext& context, const RestartPlan& plan) {
   observation.situation = classify_holders(bound);
   observation.facts.emplace_back("sockets_before_restart", sockets_json(involved));
   observation.facts.emplace_back("time_wait_side", json_quote(time_wait_side(involved, port, client_port)));
+  observation.facts.emplace_back("client_port", client_port ? std::to_string(*client_port) : "null");
   observation.facts.emplace_back("stop_signal", json_quote(signal_name(plan.stop_signal)));
   if (sets_options_late) {
     observation.facts.emplace_back("options_after_bind", json_quote(plan.new_options_after_bind.describe()));

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "portreuse/json.hpp"
+#include "portreuse/ports.hpp"
 
 namespace portreuse {
 namespace {
@@ -16,11 +17,16 @@ std::string seconds_json(double seconds) {
 
 }  // namespace
 
-std::vector<TimeWaitSocket> time_waits_for(const std::vector<SocketEntry>& sockets, std::uint16_t port) {
+std::vector<TimeWaitSocket> time_waits_of_connection(const std::vector<SocketEntry>& sockets, std::uint16_t server_port,
+                                                     std::uint16_t client_port) {
   std::vector<TimeWaitSocket> found;
   for (const auto& entry : sockets) {
     if (!entry.is(TcpState::time_wait)) continue;
-    found.push_back({entry.local.port() == port ? "server" : "client", entry});
+    if (entry.local.port() == server_port && entry.remote.port() == client_port) {
+      found.push_back({"server", entry});
+    } else if (entry.local.port() == client_port && entry.remote.port() == server_port) {
+      found.push_back({"client", entry});
+    }
   }
   return found;
 }
@@ -35,7 +41,10 @@ std::vector<TimeWaitSocket> report_time_waits(const StepContext& context, std::u
     observation.facts.emplace_back("time_wait_holds_port", "null");
     return {};
   }
-  auto found = time_waits_for(involving_port(*table, port), port);
+  const auto client_port_text = observation.fact("client_port");
+  const auto client_port = client_port_text ? parse_port(*client_port_text) : std::nullopt;
+  auto found = client_port ? time_waits_of_connection(involving_port(*table, port), port, *client_port)
+                           : std::vector<TimeWaitSocket>{};
   const TimeWaitSocket* longest = nullptr;
   for (const auto& time_wait : found) {
     const auto held = std::to_string(time_wait.socket.local.port());
@@ -54,11 +63,10 @@ std::vector<TimeWaitSocket> report_time_waits(const StepContext& context, std::u
 }
 
 std::string time_wait_side_of(const Observation& observation) {
-  for (const auto& [key, value] : observation.facts) {
-    if (key != "time_wait_side") continue;
-    for (const char* side : {"server", "client", "none"}) {
-      if (value == json_quote(side)) return side;
-    }
+  const auto side = observation.fact("time_wait_side");
+  if (!side) return "";
+  for (const char* known : {"server", "client", "none"}) {
+    if (*side == json_quote(known)) return known;
   }
   return "";
 }

@@ -7,6 +7,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -26,6 +27,14 @@ struct Observation {
   std::vector<std::pair<std::string, std::string>> facts;  // extra JSON members (key, JSON text)
   std::optional<std::string> could_not_run;                // setup failed: why; the step teaches nothing
   std::optional<std::string> skipped;                      // this system cannot run the step (no IPv6, not root): why
+
+  // The JSON text of a fact this step recorded; nullopt when it recorded none under that key.
+  [[nodiscard]] std::optional<std::string> fact(std::string_view key) const {
+    for (const auto& [name, value] : facts) {
+      if (name == key) return value;
+    }
+    return std::nullopt;
+  }
 
   static Observation failed_setup(std::string why) {
     Observation observation;
