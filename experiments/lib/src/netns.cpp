@@ -11,6 +11,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "portreuse/event_pipe.hpp"
+
 #ifdef __linux__
 #include <net/if.h>
 #include <sched.h>
@@ -26,17 +28,9 @@ using Clock = std::chrono::steady_clock;
 // Exit status of a child that could not prepare the namespace (it has said why over the pipe).
 constexpr int kNamespaceUnavailable = 3;
 
-std::string one_line(std::string_view text) {
-  std::string flat;
-  for (const char character : text) flat += (character == '\n' || character == '\r') ? ' ' : character;
-  return flat;
-}
-
-// One line per event: tag ('S' setup, 'B' body, 'U' unavailable), kind, outcome, detail.
+// One line per event; the source is a tag: 'S' setup, 'B' body, 'U' unavailable.
 void send_line(int fd, char tag, std::string_view kind, std::string_view outcome, std::string_view detail) {
-  const std::string text =
-      std::string(1, tag) + " " + one_line(kind) + " " + one_line(outcome) + " " + one_line(detail) + "\n";
-  (void)!::write(fd, text.data(), text.size());
+  write_pipe_event(fd, std::string(1, tag), kind, outcome, detail);
 }
 
 std::string sysctl_path(std::string_view name) {
@@ -124,18 +118,16 @@ bool prepare_namespace(const NamespacePlan& plan, int fd) {
   return true;
 }
 
-std::optional<NamespaceEvent> parse_event(const std::string& line, std::optional<std::string>& unavailable) {
-  if (line.size() < 2) return std::nullopt;
-  const char tag = line[0];
-  std::istringstream fields(line.substr(2));
-  NamespaceEvent event;
-  fields >> event.kind >> event.outcome;
-  std::getline(fields >> std::ws, event.detail);
-  if (tag == 'U') {
-    unavailable = event.detail;
+std::optional<NamespaceEvent> namespace_event(PipeEvent reported, std::optional<std::string>& unavailable) {
+  if (reported.source == "U") {
+    unavailable = std::move(reported.detail);
     return std::nullopt;
   }
-  event.setup = tag == 'S';
+  NamespaceEvent event;
+  event.setup = reported.source == "S";
+  event.kind = std::move(reported.kind);
+  event.outcome = std::move(reported.outcome);
+  event.detail = std::move(reported.detail);
   return event;
 }
 
@@ -182,28 +174,17 @@ Result<NamespaceRun> run_in_network_namespace(const NamespacePlan& plan,
   write_end.reset();
 
   const auto until = Clock::now() + plan.deadline;
-  std::string buffered;
-  std::array<char, 1024> buffer{};
-  while (read_end) {
+  PipeEventReader events(std::move(read_end));
+  for (;;) {
     const auto left = std::chrono::duration_cast<Millis>(until - Clock::now());
-    if (left.count() <= 0 || wait_readable(read_end.get(), left)) {
-      run.timed_out = true;
+    auto reported = events.next(left.count() > 0 ? left : Millis(0));
+    if (!reported) {
+      run.timed_out = !events.closed();  // else the child (and anything it forked) is done writing
       break;
     }
-    const auto got = ::read(read_end.get(), buffer.data(), buffer.size());
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) {
-      read_end.reset();  // the child (and anything it forked) is done writing
-      break;
-    }
-    buffered.append(buffer.data(), static_cast<std::size_t>(got));
-    for (auto newline = buffered.find('\n'); newline != std::string::npos; newline = buffered.find('\n')) {
-      const std::string line = buffered.substr(0, newline);
-      buffered.erase(0, newline + 1);
-      if (auto event = parse_event(line, run.unavailable)) {
-        if (on_event) on_event(*event);
-        run.events.push_back(std::move(*event));
-      }
+    if (auto event = namespace_event(std::move(*reported), run.unavailable)) {
+      if (on_event) on_event(*event);
+      run.events.push_back(std::move(*event));
     }
   }
   if (run.timed_out || !child->wait_for_exit(Millis(1000))) {

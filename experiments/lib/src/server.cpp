@@ -19,13 +19,6 @@ Millis left_until(Clock::time_point deadline) {
   return left.count() > 0 ? left : Millis(0);
 }
 
-std::string one_line(std::string_view text) {
-  std::string flat;
-  for (const char character : text) flat += (character == '\n' || character == '\r') ? ' ' : character;
-  while (!flat.empty() && flat.back() == ' ') flat.pop_back();
-  return flat;
-}
-
 // Runs inside the child process: everything it learns goes to the parent as one line per event.
 class ServerBody {
  public:
@@ -66,9 +59,7 @@ class ServerBody {
 
  private:
   void report(std::string_view kind, std::error_code outcome, std::string_view detail = {}) const {
-    const std::string text = std::to_string(::getpid()) + " " + std::string(kind) + " " + outcome_name(outcome) + " " +
-                             one_line(detail) + "\n";
-    (void)!::write(report_fd_, text.data(), text.size());
+    write_pipe_event(report_fd_, std::to_string(::getpid()), kind, outcome_name(outcome), detail);
   }
 
   void serve(UniqueFd& connection, Clock::time_point deadline) const {
@@ -140,33 +131,14 @@ Result<ServerProcess> ServerProcess::start(const ServerPlan& plan) {
 }
 
 std::optional<ServerEvent> ServerProcess::next_event(Millis deadline) {
-  const auto until = Clock::now() + deadline;
-  for (;;) {
-    if (const auto newline = buffered_.find('\n'); newline != std::string::npos) {
-      const std::string text = buffered_.substr(0, newline);
-      buffered_.erase(0, newline + 1);
-      ServerEvent event;
-      const auto first = text.find(' ');
-      const auto second = text.find(' ', first + 1);
-      const auto third = text.find(' ', second + 1);
-      if (first == std::string::npos || second == std::string::npos) continue;
-      event.pid = static_cast<pid_t>(std::stol(text.substr(0, first)));
-      event.kind = text.substr(first + 1, second - first - 1);
-      event.outcome = text.substr(second + 1, third == std::string::npos ? std::string::npos : third - second - 1);
-      if (third != std::string::npos) event.detail = text.substr(third + 1);
-      return event;
-    }
-    if (!events_) return std::nullopt;
-    if (wait_readable(events_.get(), left_until(until))) return std::nullopt;
-    std::array<char, 1024> buffer{};
-    const auto got = ::read(events_.get(), buffer.data(), buffer.size());
-    if (got <= 0) {
-      if (got < 0 && errno == EINTR) continue;
-      events_.reset();  // every writer is gone
-      continue;
-    }
-    buffered_.append(buffer.data(), static_cast<std::size_t>(got));
-  }
+  auto event = events_.next(deadline);
+  if (!event) return std::nullopt;
+  ServerEvent reported;
+  reported.pid = static_cast<pid_t>(std::stol(event->source));
+  reported.kind = std::move(event->kind);
+  reported.outcome = std::move(event->outcome);
+  reported.detail = std::move(event->detail);
+  return reported;
 }
 
 std::optional<ServerEvent> ServerProcess::await(std::string_view kind, Millis deadline) {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "portreuse/child.hpp"
+#include "portreuse/event_pipe.hpp"
 #include "portreuse/net.hpp"
 
 namespace portreuse {
@@ -65,8 +66,7 @@ class ServerProcess {
  private:
   ServerProcess(ChildProcess process, UniqueFd events) : process_(std::move(process)), events_(std::move(events)) {}
   ChildProcess process_;
-  UniqueFd events_;
-  std::string buffered_;
+  PipeEventReader events_;
 };
 
 }  // namespace portreuse
