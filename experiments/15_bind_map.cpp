@@ -571,7 +571,7 @@ JsonObject cell_record(const Cell& cell, const CellResult& result) {
 JsonObject block_record(const Grid& grid, std::size_t sharing, std::size_t state) {
   Counts documented;
   Counts observed;
-  std::string differing;
+  std::vector<std::string> differing;
   bool every_cell_ran = true;
   for (std::size_t first = 0; first < kAddresses; ++first) {
     for (std::size_t second = 0; second < kAddresses; ++second) {
@@ -581,8 +581,7 @@ JsonObject block_record(const Grid& grid, std::size_t sharing, std::size_t state
       if (result.outcome == "could-not-run") every_cell_ran = false;
       if (!ran(result)) continue;
       documented.add(documented_outcome(cell));
-      if (result.outcome != documented_outcome(cell))
-        differing += (differing.empty() ? "" : ",") + json_quote(cell.id());
+      if (result.outcome != documented_outcome(cell)) differing.push_back(cell.id());
     }
   }
   const bool as_documented = differing.empty() && every_cell_ran;
@@ -600,7 +599,7 @@ JsonObject block_record(const Grid& grid, std::size_t sharing, std::size_t state
                         ", first socket " + kStates[state].key + ").")
       .add("source", "Linux kernel selftest tools/testing/selftests/net/bind_wildcard.c; inet_csk_bind_conflict()")
       .add("cells", static_cast<int>(kAddresses * kAddresses))
-      .add_raw("differing", "[" + differing + "]");
+      .add_raw("differing", json_string_array(differing));
   return record;
 }
 

@@ -120,6 +120,9 @@ TEST_CASE("json: written objects read back with escapes") {
   CHECK(parsed->at("port") == "40123");
   CHECK(parsed->at("ok") == "true");
   CHECK(parsed->at("list") == "[\"x\",\"y\"]");
+  CHECK(json_string_array({}) == "[]");
+  CHECK(json_string_array({"a", "b \"c\""}) == "[\"a\",\"b \\\"c\\\"\"]");
+  CHECK(json_array({"1", "{}"}) == "[1,{}]");
   CHECK_FALSE(parse_flat_json("not json").has_value());
   CHECK_FALSE(parse_flat_json("{\"a\":1} trailing").has_value());
 }

@@ -99,7 +99,8 @@ std::string owner_json(const std::optional<SocketOwner>& owner) {
 }
 
 void print_json(std::uint16_t port, int number, const std::vector<Row>& rows) {
-  std::string array = "[";
+  std::vector<std::string> sockets;
+  sockets.reserve(rows.size());
   for (const auto& row : rows) {
     JsonObject item;
     item.add("state", row.socket.state_name())
@@ -111,9 +112,9 @@ void print_json(std::uint16_t port, int number, const std::vector<Row>& rows) {
         .add_raw("process", row.owner ? json_quote(row.owner->command) : "null")
         .add("uid", row.socket.uid)
         .add("inode", static_cast<long long>(row.socket.inode));
-    array += (array.size() > 1 ? "," : "") + item.text();
+    sockets.push_back(item.text());
   }
-  array += "]";
+  const auto array = json_array(sockets);
   JsonObject snapshot_object;
   snapshot_object.add("port", static_cast<int>(port))
       .add("snapshot", number)

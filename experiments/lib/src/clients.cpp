@@ -62,9 +62,7 @@ std::error_code connect_client(const StepContext& context, std::string_view acto
 }
 
 std::string Deliveries::lines_json() const {
-  std::string array = "[";
-  for (const auto& line : lines) array += (array.size() > 1 ? "," : "") + json_quote(line);
-  return array + "]";
+  return json_string_array(lines);
 }
 
 Deliveries deliver_to_listeners(const StepContext& context, const std::vector<Endpoint>& targets,

@@ -29,6 +29,19 @@ std::string json_quote(std::string_view text) {
   return quoted + "\"";
 }
 
+std::string json_array(const std::vector<std::string>& json_values) {
+  std::string array = "[";
+  for (const auto& value : json_values) array += (array.size() > 1 ? "," : "") + value;
+  return array + "]";
+}
+
+std::string json_string_array(const std::vector<std::string>& texts) {
+  std::vector<std::string> quoted;
+  quoted.reserve(texts.size());
+  for (const auto& text : texts) quoted.push_back(json_quote(text));
+  return json_array(quoted);
+}
+
 JsonObject& JsonObject::add(std::string_view key, std::string_view value) {
   return add_raw(key, json_quote(value));
 }

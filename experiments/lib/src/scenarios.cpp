@@ -71,9 +71,10 @@ std::string classify_holders(const Result<std::vector<SocketEntry>>& bound) {
 }
 
 std::string sockets_json(const std::vector<SocketEntry>& sockets) {
-  std::string array = "[";
-  for (const auto& entry : sockets) array += (array.size() > 1 ? "," : "") + json_quote(entry.describe());
-  return array + "]";
+  std::vector<std::string> described;
+  described.reserve(sockets.size());
+  for (const auto& entry : sockets) described.push_back(entry.describe());
+  return json_string_array(described);
 }
 
 Observation restart_server(StepContext& context, const RestartPlan& plan) {

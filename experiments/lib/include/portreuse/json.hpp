@@ -14,6 +14,11 @@ namespace portreuse {
 
 std::string json_quote(std::string_view text);
 
+// ["a","b"]: the texts as a JSON array of strings.
+std::string json_string_array(const std::vector<std::string>& texts);
+// [x,y]: values that are already JSON text (objects, numbers) as one JSON array.
+std::string json_array(const std::vector<std::string>& json_values);
+
 class JsonObject {
  public:
   JsonObject& add(std::string_view key, std::string_view value);
