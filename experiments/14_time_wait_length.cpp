@@ -146,7 +146,7 @@ Observation time_wait_duration(StepContext& context) {
   observation.facts.emplace_back("seconds", seconds_text(seconds));
   if (outcome) {
     narrator.call("you", "bind " + where.text() + " still refused after " + seconds_text(seconds) + " s", outcome);
-    observation.outcome = make_error(ETIMEDOUT);
+    observation.outcome = outcome;  // what the last bind() said when the program gave up waiting
     observation.situation = "still-held";
     return observation;
   }
@@ -200,10 +200,10 @@ const Experiment kExperiment{
                 .id = "time-wait-duration",
                 .preview = "The same restart, then bind() again every 100 ms until the port is free (up to 2 "
                            "minutes). Measures how long TIME_WAIT really lasts.",
-                .claim = "A closed connection keeps its port blocked for about 2 to 4 minutes: bind() keeps failing "
-                         "for at least the first 2 minutes.",
+                .claim = "A closed connection keeps its port blocked for about 2 to 4 minutes: bind() still fails "
+                         "with 'Address already in use' after 2 minutes of trying.",
                 .source = "\"Port reuse C++ (address reuse)\" (IBM developerWorks)",
-                .claimed = "ETIMEDOUT",
+                .claimed = "EADDRINUSE",
                 .expected_linux = "ok",
                 .elsewhere = "Where TIME_WAIT is 2 MSL with the MSL of RFC 793 (2 minutes), it lasts 4 minutes; "
                              "Windows documents 240 s as the default of TcpTimedWaitDelay on older versions. Neither "
@@ -224,7 +224,7 @@ const Experiment kExperiment{
                         {"ok", "never-held",
                          "The restart bound the port at once, so there was no TIME_WAIT to wait out: the socket table "
                          "above shows what the kernel kept."},
-                        {"ETIMEDOUT", "",
+                        {"EADDRINUSE", "still-held",
                          "After 2 minutes bind() was still refused: on this system TIME_WAIT (or something else on "
                          "the port, see above) lasts at least as long as the article says."},
                     },
