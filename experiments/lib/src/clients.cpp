@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "portreuse/json.hpp"
+#include "portreuse/scenarios.hpp"
 
 namespace portreuse {
 namespace {
@@ -29,9 +30,16 @@ std::error_code ClientAttempt::deciding_outcome() const {
 
 ClientAttempt prepare_client(const StepContext& context, std::string_view actor, const SocketOptions& options,
                              const std::optional<Endpoint>& local) {
-  const auto& narrator = context.narrator();
   ClientAttempt client;
-  auto opened = open_socket(local ? local->family() : AF_INET);
+  if (local) {
+    // Socket, options and bind() exactly as a server's would be, narrated the same way.
+    auto bound = attempt_listen(context, actor, *local, options, /*then_listen=*/false);
+    client.socket = std::move(bound.socket);
+    client.bind_outcome = bound.bind_outcome;
+    return client;
+  }
+  const auto& narrator = context.narrator();
+  auto opened = open_socket(AF_INET);
   if (!opened) {
     client.bind_outcome = opened.error();
     narrator.call(actor, "socket", opened.error());
@@ -41,11 +49,7 @@ ClientAttempt prepare_client(const StepContext& context, std::string_view actor,
   if (auto error = apply_options(client.socket.get(), options)) {
     client.bind_outcome = error;
     narrator.call(actor, "setsockopt " + options.describe(), error);
-    return client;
   }
-  if (!local) return client;
-  client.bind_outcome = bind_to(client.socket.get(), *local);
-  narrator.call(actor, "bind " + local->text() + " (" + options.describe() + ")", client.bind_outcome);
   return client;
 }
 
