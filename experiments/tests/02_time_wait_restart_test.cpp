@@ -8,19 +8,15 @@
 namespace portreuse::testing {
 namespace {
 
-const std::vector<ExpectedStep> kLinuxOutcomes{
-    // The server closed first: its TIME_WAIT stays bound to the port and a plain bind() is refused.
-    {"restart-after-server-close", "bind", "EADDRINUSE"},
-};
-
 TEST_CASE("02 time-wait-restart: each step gives the Linux outcome") {
   const auto records = run_experiment_json("02");
-  check_steps(records, kLinuxOutcomes);
+  check_steps(records, "02");
   const auto* restart = find_step(records, "restart-after-server-close");
   REQUIRE(restart != nullptr);
   CHECK(restart->at("situation") == "time-wait");
   CHECK(restart->at("time_wait_side") == "server");
-  CHECK(restart->at("stop_signal") == "SIGINT");
+  // A real SIGINT ended the old server: the calls the step made say so.
+  CHECK(restart->at("calls").find("ended by SIGINT") != std::string::npos);
   CHECK(restart->at("verdict") == "holds");
   // The TIME_WAIT keeps the server's own port, and its timer is Linux's TCP_TIMEWAIT_LEN (60 s)
   // minus the moments the step took: nowhere near the articles' 2 to 4 minutes.

@@ -169,6 +169,42 @@ std::vector<Record> run_experiment_json(const std::string& number, const std::ve
   return records;
 }
 
+std::vector<ExpectedRow> expected_rows(const std::string& number) {
+  std::ifstream file(std::string(PORTREUSE_SOURCE_DIR) + "/experiments/expected_outcomes.txt");
+  REQUIRE_MESSAGE(file.is_open(), "cannot read experiments/expected_outcomes.txt");
+  std::vector<ExpectedRow> rows;
+  std::string line;
+  while (std::getline(file, line)) {
+    std::istringstream fields(line);
+    std::string row_number;
+    ExpectedRow row;
+    if (!(fields >> row_number >> row.step >> row.call >> row.outcome) || row_number != number) continue;
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+void check_steps(const std::vector<Record>& records, const std::string& number) {
+  const auto rows = expected_rows(number);
+  REQUIRE_MESSAGE(!rows.empty(), "experiments/expected_outcomes.txt has no row for experiment " << number);
+  std::size_t ran = 0;
+  for (const auto& row : rows) {
+    CAPTURE(row.step);
+    const Record* record = find_step(records, row.step);
+    if (record == nullptr) continue;  // a long-running step, not asked for in this run
+    ++ran;
+    CHECK(record->at("call") == row.call);
+    if (record->at("outcome") == "skipped") continue;
+    CHECK(record->at("outcome") == row.outcome);
+    CHECK(record->at("expected") == row.outcome);
+    for (const char* key : {"experiment", "claim", "source", "verdict", "explanation", "claimed", "calls"}) {
+      CHECK_MESSAGE(record->count(key) == 1, "missing " << key);
+    }
+  }
+  // Every step the program reported is in the table.
+  CHECK(ran == records.size());
+}
+
 const Record* find_step(const std::vector<Record>& records, const std::string& step) {
   for (const auto& record : records) {
     const auto found = record.find("step");

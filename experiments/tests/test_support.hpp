@@ -47,6 +47,12 @@ void check_nothing_left(const std::string& tag, const std::vector<std::uint16_t>
 std::vector<Record> run_experiment_json(const std::string& number, const std::vector<std::string>& extra = {},
                                         Millis deadline = Millis(15000));
 
+struct ExpectedRow {
+  std::string step;
+  std::string call;
+  std::string outcome;  // "ok" or the exact errno name
+};
+
 // One row of an experiment's table of expected Linux outcomes.
 struct ExpectedStep {
   const char* step;
@@ -57,6 +63,13 @@ struct ExpectedStep {
 // Asserts that every row's step ran with exactly that call and outcome, and that the program
 // reported no step the table does not list.
 void check_steps(const std::vector<Record>& records, const std::vector<ExpectedStep>& table);
+
+// The rows of experiments/expected_outcomes.txt for one experiment: the one table of expected
+// Linux outcomes, which the programs print as "expected" too.
+std::vector<ExpectedRow> expected_rows(const std::string& number);
+// Asserts that every step of the experiment in that table ran with exactly that call and outcome
+// (skipped steps excepted, when `allow_skipped`), and that the program reported no other step.
+void check_steps(const std::vector<Record>& records, const std::string& number);
 
 const Record* find_step(const std::vector<Record>& records, const std::string& step);
 

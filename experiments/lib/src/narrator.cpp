@@ -8,7 +8,7 @@
 namespace portreuse {
 namespace {
 
-constexpr std::size_t kWidth = 78;
+constexpr std::size_t kWidth = 80;
 constexpr std::size_t kActorWidth = 15;
 
 const char* colour_code(Tone tone) {
@@ -54,7 +54,38 @@ void Narrator::line(std::string_view actor, std::string_view text) const {
   if (!enabled_) return;
   std::string tag = actor.empty() ? std::string() : "[" + std::string(actor) + "]";
   if (tag.size() < kActorWidth) tag.resize(kActorWidth, ' ');
-  out_ << "  " << paint(tag, Tone::dim) << ' ' << text << '\n' << std::flush;
+  // Wrapped at word boundaries to 80 columns, continuation lines under the text. Colour codes
+  // take no room on screen, so the width is measured without them.
+  const std::size_t indent = 2 + std::max(tag.size(), kActorWidth) + 1;
+  const std::size_t width = kWidth > indent + 20 ? kWidth - indent : 20;
+  std::string visible;
+  std::string colour_prefix;
+  std::string colour_suffix;
+  if (text.size() > 4 && text.substr(0, 2) == "\033[") {
+    const auto end = text.find('m');
+    const auto reset = text.rfind("\033[0m");
+    if (end != std::string_view::npos && reset != std::string_view::npos && reset > end) {
+      colour_prefix = std::string(text.substr(0, end + 1));
+      colour_suffix = "\033[0m";
+      visible = std::string(text.substr(end + 1, reset - end - 1));
+    }
+  }
+  if (colour_prefix.empty()) visible = std::string(text);
+  // A line that fits keeps its own spacing (the socket table's columns).
+  const auto rows = visible.size() <= width ? std::vector<std::string>{visible} : wrap_text(visible, width);
+  if (rows.empty() || visible.empty()) {
+    out_ << "  " << paint(tag, Tone::dim) << '\n' << std::flush;
+    return;
+  }
+  for (std::size_t index = 0; index < rows.size(); ++index) {
+    if (index == 0) {
+      out_ << "  " << paint(tag, Tone::dim) << ' ';
+    } else {
+      out_ << std::string(indent, ' ');
+    }
+    out_ << colour_prefix << rows[index] << colour_suffix << '\n';
+  }
+  out_ << std::flush;
 }
 
 void Narrator::call(std::string_view actor, std::string_view call_text, std::error_code outcome) const {
@@ -77,7 +108,12 @@ void Narrator::table(std::string_view actor, std::string_view caption, const std
   if (!enabled_) return;
   line(actor, caption);
   if (rows.empty()) line("", "  (no sockets)");
-  for (const auto& row : rows) line("", "  " + row);
+  // Rows keep their columns: under the text when they fit there, else further left.
+  for (const auto& row : rows) {
+    const std::size_t indent = 2 + kActorWidth + 3 + row.size() <= kWidth ? 2 + kActorWidth + 3 : 4;
+    out_ << std::string(indent, ' ') << row << '\n';
+  }
+  out_ << std::flush;
 }
 
 void Narrator::blank() const {

@@ -1,0 +1,315 @@
+// The one header an experiment includes. An experiment writes its scenario's socket calls itself,
+// in order, with their arguments; this header only records them:
+//
+//   int fd = t.call("socket", ::socket(AF_INET, SOCK_STREAM, 0));
+//   t.call("bind", ::bind(fd, addr.raw(), addr.raw_length()), addr);
+//
+// `t` is a Trace: it reads errno the moment the call returns, prints "[server 4242] bind
+// 0.0.0.0:40123 -> EADDRINUSE" (or writes it to JSON), and keeps the event as evidence. A server
+// runs as a real child process (`lab.spawn`), and its events reach the parent over one pipe, so
+// the narration shows every process's calls in the order they happened. The step ends with
+// `lab.observe(...)`: a verdict only when the evidence the scenario needs was seen in this run;
+// otherwise "could not run", naming the call that failed and the errno it returned.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "portreuse/child.hpp"
+#include "portreuse/narrator.hpp"
+#include "portreuse/net.hpp"
+#include "portreuse/socket_table.hpp"
+
+namespace portreuse::lab {
+
+// The calls a trace records. Written in experiments as string literals ("bind"); the conversion
+// is checked at compile time, so a misspelt call name does not build.
+enum class Call {
+  socket, setsockopt, getsockopt, bind, listen, connect, accept, recv, send, shutdown, close,
+  fork, kill, sendto, recvfrom, getsockname, unshare, sysctl, pipe, exited, note
+};
+std::string_view call_name(Call call);
+
+struct CallName {
+  Call call;
+  consteval CallName(const char* text) : call(parse(text)) {}  // NOLINT(google-explicit-constructor)
+  CallName(Call known) : call(known) {}                          // NOLINT(google-explicit-constructor)
+
+ private:
+  static consteval bool same(const char* left, const char* right) {
+    while (*left != '\0' && *left == *right) ++left, ++right;
+    return *left == *right;
+  }
+  static consteval Call parse(const char* text) {
+    constexpr const char* kNames[] = {"socket", "setsockopt", "getsockopt", "bind",        "listen",
+                                      "connect", "accept",    "recv",       "send",        "shutdown",
+                                      "close",  "fork",       "kill",       "sendto",      "recvfrom",
+                                      "getsockname", "unshare", "sysctl",   "pipe",        "exited",
+                                      "note"};
+    for (int index = 0; index < static_cast<int>(std::size(kNames)); ++index) {
+      if (same(text, kNames[index])) return static_cast<Call>(index);
+    }
+    throw "unknown call name";  // a compile error: consteval cannot throw
+  }
+};
+
+// What a system call returned, and errno when it failed, read before anything else can change it.
+// Built implicitly from the call's return value: `t.call("bind", ::bind(...))`. (C++17 and later
+// initialise one argument completely before the next, so errno cannot be overwritten between.)
+struct Returned {
+  long value;
+  int error;
+  Returned(long returned) noexcept : value(returned), error(returned < 0 ? errno : 0) {}  // NOLINT
+};
+
+// Who made a call. Evidence such as "the server closed first" is read from the role, not from
+// the actor's display name.
+enum class Role { server, client, other };
+
+// One recorded call (or note), as the narration and the JSON show it.
+struct Event {
+  pid_t pid = 0;
+  int origin = 0;     // which spawned process (and its children) reported it; 0: this process
+  Role role = Role::other;
+  std::string actor;  // "server 4242", "client", "socket A"
+  Call call = Call::note;
+  long value = 0;     // what the call returned (a descriptor, a byte count, a pid)
+  int error = 0;      // 0 or errno
+  std::string detail; // its arguments in words: "0.0.0.0:40123", or the note's text
+
+  [[nodiscard]] bool ok() const noexcept { return error == 0 && value >= 0; }
+  [[nodiscard]] std::string text() const;  // "bind 0.0.0.0:40123 -> EADDRINUSE"
+};
+
+class Lab;
+
+// Thrown by the `must` forms when a call the scenario depends on failed (or a process never got
+// that far). In a child process it ends the child; in the experiment it ends the step, which is
+// then reported as "could not run", naming the call that failed and its errno.
+struct ScenarioBroke {
+  std::string what;
+};
+
+// Records the calls of one actor. A Trace in a child process sends its events to the parent.
+class Trace {
+ public:
+  // Records the call and returns what it returned. Descriptors that socket() and accept() return
+  // belong to the step: each gets a receive and send timeout (kDefaultDeadline) so no call can
+  // hang, and whatever is still open when the step (or the child) ends is closed then.
+  int call(CallName name, Returned returned, std::string_view detail = {});
+  int call(CallName name, Returned returned, const Endpoint& where) { return call(name, returned, where.text()); }
+  // The same for a call the scenario cannot go on without: when it fails, the failure is
+  // recorded and ScenarioBroke thrown. The step's own answer is always made with call(), never must().
+  int must(CallName name, Returned returned, std::string_view detail = {});
+  int must(CallName name, Returned returned, const Endpoint& where) { return must(name, returned, where.text()); }
+  // setsockopt(fd, level, option, &value, sizeof value), named and recorded: "SO_REUSEADDR=1".
+  int set_option(int fd, int level, int option, int value);
+  // A line of narration that is not a call: "waits for Ctrl+C".
+  void note(std::string_view text);
+  // Sends `text` and records it (send, in full or the error).
+  int send_text(int fd, std::string_view text);
+  // Receives once and records what came: the bytes, or end of stream (0), or the error.
+  std::string receive_text(int fd);
+  // For a server child: sleeps until a signal ends the process (or its lifetime runs out).
+  [[noreturn]] void wait_for_signal();
+
+  [[nodiscard]] const std::string& actor() const noexcept { return actor_; }
+  [[nodiscard]] Role role() const noexcept { return role_; }
+
+ private:
+  friend class Lab;
+  Trace(Lab* lab, int pipe_fd, std::string actor, Role role)
+      : lab_(lab), pipe_fd_(pipe_fd), actor_(std::move(actor)), role_(role) {}
+  void record(Event event);
+  Lab* lab_;     // set in the parent
+  int pipe_fd_;  // set in a child: where its events go
+  std::string actor_;
+  Role role_;
+  int origin_ = 0;
+};
+
+// A child process running one actor's code, always reaped.
+class Process {
+ public:
+  [[nodiscard]] pid_t pid() const noexcept { return child_.pid(); }
+  // Narrates the events until the child's next report of `call` since the last wait_for
+  // (whatever its outcome) and returns it; nullopt when the child ended or went quiet first.
+  std::optional<Event> wait_for(CallName call, Millis deadline = kDefaultDeadline);
+  // The same, for a point the scenario needs: throws ScenarioBroke unless `call` was reported
+  // and succeeded.
+  Event must_reach(CallName call, Millis deadline = kDefaultDeadline);
+  // Reaps the child (after a signal, or when its body returned) and records how it ended.
+  std::optional<ExitStatus> reap(Millis deadline = kDefaultDeadline);
+
+ private:
+  friend class Lab;
+  Process(Lab* lab, ChildProcess child, std::string actor, Role role, int origin)
+      : lab_(lab), child_(std::move(child)), actor_(std::move(actor)), role_(role), origin_(origin) {}
+  Lab* lab_;
+  std::size_t cursor_ = 0;  // events before this index were already looked at by wait_for
+  ChildProcess child_;
+  std::string actor_;
+  Role role_;
+  int origin_;
+};
+
+// What the scenario needs to have seen before its outcome means anything.
+enum class Evidence {
+  listening,            // a server's listen() returned 0
+  accepted,             // an accept() returned a connection
+  server_closed_first,  // the client read end of stream before it closed: the server's FIN came first
+  client_closed_first,  // the server read end of stream before it closed: the client's FIN came first
+  server_stopped,       // the old server process was reaped after the signal sent to it
+  forked,               // a fork() returned a child that serves the connection
+  table_read,           // the kernel's socket table was read (the situation is known)
+  time_wait_seen,       // the table showed a TIME_WAIT of this step's port
+};
+std::string_view evidence_words(Evidence evidence);
+
+// What the socket table held for the port just before the call that answers the step. It selects
+// the explanation; it is never printed as an outcome.
+enum class Situation { any, unobserved, clean, listener, connection, time_wait, bound_only };
+std::string_view situation_key(Situation situation);  // "time-wait", as in the JSON
+
+// The outcome of a step: 0 or an errno from the call that answers it.
+struct Observation {
+  Call call = Call::note;
+  int outcome = 0;
+  Situation situation = Situation::any;
+  std::vector<std::pair<std::string, std::string>> facts;  // extra JSON members: key, JSON text
+  std::optional<std::string> could_not_run;               // the call that failed and its errno
+  std::optional<std::string> skipped;                     // the system cannot run it: why
+
+  Observation& fact(std::string key, std::string json_text) {
+    facts.emplace_back(std::move(key), std::move(json_text));
+    return *this;
+  }
+  [[nodiscard]] std::optional<std::string> fact(std::string_view key) const;
+};
+
+class Lab {
+ public:
+  Lab(const Narrator& narrator, std::uint16_t port, bool json, bool step_mode = false);
+  ~Lab();
+  Lab(const Lab&) = delete;
+  Lab& operator=(const Lab&) = delete;
+
+  // The step's port: free when the step starts.
+  [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
+  [[nodiscard]] const Narrator& narrator() const noexcept { return narrator_; }
+  [[nodiscard]] bool json() const noexcept { return json_; }
+  [[nodiscard]] Endpoint wildcard() const { return *Endpoint::parse("0.0.0.0", port_); }
+  [[nodiscard]] Endpoint loopback() const { return *Endpoint::parse("127.0.0.1", port_); }
+  [[nodiscard]] Endpoint address(std::string_view ip) const;  // ip with the step's port
+
+  // An actor in this process: "client", "socket A".
+  Trace actor(std::string name, Role role = Role::other);
+  // Forks a real child process that runs body as `name`; its events come back over the pipe. The
+  // child exits 0 when body returns, 1 when a must() call in it failed.
+  // When fork() fails, the failure is recorded (fork -> EAGAIN) and ScenarioBroke thrown.
+  Process spawn(std::string name, Role role, const std::function<void(Trace&)>& body,
+                               Millis lifetime = Millis(10000));
+  // "you" in the narration: what a person at the keyboard does (press Ctrl+C, start the server).
+  void you(std::string_view text);
+  // With --step: stops here until Enter, saying what to look at meanwhile (the sockets are live).
+  void pause(std::string_view what_to_look_at);
+  // Prints the sockets with the port at either end, as the kernel lists them now (after letting
+  // passing closing states settle), and records what was seen: TIME_WAIT, listener, ...
+  Situation show_sockets(std::string_view caption);
+  // The TIME_WAIT rows of this step's port, with whose they are and the time left; adds facts.
+  void report_time_waits(Observation& observation);
+
+  // The step's answer: `answer` is the event of the call that decides it (from Trace or wait_for).
+  // A verdict needs every piece of evidence; otherwise the observation is "could not run".
+  Observation observe(const std::optional<Event>& answer, std::initializer_list<Evidence> needs,
+                      Situation situation = Situation::any);
+  Observation observe(Call call, long returned_value, int error, std::initializer_list<Evidence> needs,
+                      Situation situation = Situation::any);
+  // Could not run: names the first call that failed in this step, or what was missing.
+  Observation could_not_run(std::string_view what_was_missing);
+  [[nodiscard]] bool saw(Evidence evidence) const;
+  [[nodiscard]] const std::vector<Event>& events() const noexcept { return events_; }
+  // The events as a JSON array of their texts, for the step's record.
+  [[nodiscard]] std::string events_json() const;
+  // The last event of this call and role, if any.
+  [[nodiscard]] const Event* last(Call call, Role role) const;
+
+ private:
+  friend class Trace;
+  friend class Process;
+  void record(Event event);
+  void pump(Millis deadline);                     // reads child events that are waiting (or come within deadline)
+  std::optional<Event> read_one(Millis deadline);  // one event from the pipe
+  void remember(Event event);
+  void record_failure(Call call, int error, std::string detail);
+  void own_descriptor(int fd);
+
+  const Narrator& narrator_;
+  std::uint16_t port_;
+  bool json_;
+  bool step_mode_;
+  int next_origin_ = 1;
+  int pipe_error_ = 0;  // pipe2() failed: no child can report
+  UniqueFd pipe_read_;
+  UniqueFd pipe_write_;
+  std::string buffered_;
+  std::vector<Event> events_;
+  std::set<Evidence> seen_;
+  std::set<int> owned_;  // descriptors the step opened; closed when it ends
+  std::vector<SocketEntry> last_table_;
+};
+
+// --- The experiment's table of claims, below its code ---------------------------------------
+
+inline constexpr int kOk = 0;
+
+struct Explanation {
+  std::optional<int> outcome;         // 0 (ok), an errno; nullopt for any
+  Situation situation = Situation::any;
+  std::string text;
+};
+
+enum class Said { article, inference };  // whether the article states the claim, or we read it in
+
+struct Step {
+  std::string id;
+  std::string preview;  // what is about to happen (shown by --step and as the step's heading)
+  std::string claim;    // the article's claim, in our words
+  std::string source;   // which article (title; original source)
+  int claimed = 0;      // the outcome the claim predicts: 0 or an errno
+  Said said = Said::article;
+  std::string elsewhere;  // where the claim is documented to hold when Linux differs
+  std::vector<Explanation> explanations;
+  std::function<Observation(Lab&)> run;
+  bool long_running = false;  // runs only with --long
+};
+
+struct Experiment {
+  std::string summary;  // shown by --help and at the start; number, slug and title: the manifest
+  std::vector<Step> steps;
+};
+
+// The expected Linux outcome of a step, from experiments/expected_outcomes.txt (the one table
+// the tests read too): the call and 0 or an errno; nullopt when the table has no row.
+struct Expected {
+  Call call;
+  int outcome;
+};
+std::optional<Expected> expected_outcome(std::string_view number, std::string_view step_id);
+
+// Parses the common flags, runs the steps, prints narration or JSON Lines. `number` is the
+// experiment's manifest number (PORTREUSE_EXPERIMENT, set by CMake).
+int run(const char* number, const Experiment& experiment, int argc, const char* const* argv);
+
+}  // namespace portreuse::lab

@@ -1,0 +1,581 @@
+#include "portreuse/lab.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+#include "portreuse/json.hpp"
+
+namespace portreuse::lab {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+Millis left_until(Clock::time_point until) {
+  const auto left = std::chrono::duration_cast<Millis>(until - Clock::now());
+  return left.count() > 0 ? left : Millis(0);
+}
+
+// Control characters from a peer or a user never reach the terminal raw.
+std::string printable(std::string_view text) {
+  std::string shown;
+  for (const char character : text) {
+    const auto byte = static_cast<unsigned char>(character);
+    if (byte == '\n') {
+      shown += "\\n";
+    } else if (byte < 0x20 || byte == 0x7f) {
+      std::array<char, 8> escaped{};
+      std::snprintf(escaped.data(), escaped.size(), "\\x%02x", byte);
+      shown += escaped.data();
+    } else {
+      shown += character;
+    }
+  }
+  return shown;
+}
+
+std::string seconds_text(double seconds) {
+  std::array<char, 32> text{};
+  std::snprintf(text.data(), text.size(), "%.1f", seconds);
+  return text.data();
+}
+
+// The wire format of one event from a child: a fixed header and two strings, written with one
+// write() of at most PIPE_BUF bytes, so events of several processes never interleave.
+struct WireHeader {
+  std::int32_t pid;
+  std::int32_t origin;
+  std::int32_t role;
+  std::int32_t call;
+  std::int64_t value;
+  std::int32_t error;
+  std::uint16_t actor_length;
+  std::uint16_t detail_length;
+};
+constexpr std::size_t kMaxWire = 4096;  // PIPE_BUF on Linux
+
+void set_timeouts(int fd) {
+  const auto deadline = std::chrono::duration_cast<std::chrono::microseconds>(kDefaultDeadline);
+  timeval limit{};
+  limit.tv_sec = static_cast<time_t>(deadline.count() / 1000000);
+  limit.tv_usec = static_cast<suseconds_t>(deadline.count() % 1000000);
+  (void)::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  (void)::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+}
+
+std::string option_name(int level, int option) {
+  if (level == SOL_SOCKET) {
+    switch (option) {
+      case SO_REUSEADDR: return "SO_REUSEADDR";
+      case SO_REUSEPORT: return "SO_REUSEPORT";
+      case SO_LINGER: return "SO_LINGER";
+      default: break;
+    }
+  }
+  if (level == IPPROTO_IPV6 && option == IPV6_V6ONLY) return "IPV6_V6ONLY";
+  return "option " + std::to_string(level) + "/" + std::to_string(option);
+}
+
+// "server 4242" for a child's events; the name alone for this process's actors.
+std::string shown_actor(const Event& event) {
+  if (event.pid == 0 || event.pid == ::getpid()) return event.actor;
+  const auto pid = std::to_string(event.pid);
+  if (event.actor.size() > pid.size() && event.actor.compare(event.actor.size() - pid.size(), pid.size(), pid) == 0) {
+    return event.actor;
+  }
+  return event.actor + " " + pid;
+}
+
+}  // namespace
+
+std::string_view call_name(Call call) {
+  switch (call) {
+    case Call::socket: return "socket";
+    case Call::setsockopt: return "setsockopt";
+    case Call::getsockopt: return "getsockopt";
+    case Call::bind: return "bind";
+    case Call::listen: return "listen";
+    case Call::connect: return "connect";
+    case Call::accept: return "accept";
+    case Call::recv: return "recv";
+    case Call::send: return "send";
+    case Call::shutdown: return "shutdown";
+    case Call::close: return "close";
+    case Call::fork: return "fork";
+    case Call::kill: return "kill";
+    case Call::sendto: return "sendto";
+    case Call::recvfrom: return "recvfrom";
+    case Call::getsockname: return "getsockname";
+    case Call::unshare: return "unshare";
+    case Call::sysctl: return "sysctl";
+    case Call::pipe: return "pipe";
+    case Call::exited: return "exited";
+    case Call::note: return "note";
+  }
+  return "?";
+}
+
+std::string Event::text() const {
+  if (call == Call::note) return printable(detail);
+  if (call == Call::exited) return printable(detail);
+  std::string shown(call_name(call));
+  if (!detail.empty()) shown += " " + printable(detail);
+  if (error != 0) return shown + " -> " + describe_outcome(make_error(error));
+  if (call == Call::recv && value == 0) return shown + " -> 0 (end of stream)";
+  if (call == Call::socket || call == Call::accept) return shown + " -> fd " + std::to_string(value);
+  if (call == Call::fork) return shown + " -> child " + std::to_string(value);
+  if (call == Call::recv || call == Call::send || call == Call::sendto || call == Call::recvfrom) {
+    return shown + " -> " + std::to_string(value) + " bytes";
+  }
+  return shown + " -> ok";
+}
+
+// ---- Trace -------------------------------------------------------------------------------
+
+int Trace::call(CallName name, Returned returned, std::string_view detail) {
+  Event event;
+  event.call = name.call;
+  event.value = returned.value;
+  event.error = returned.error;
+  event.detail = std::string(detail);
+  if (name.call == Call::fork && returned.value == 0) {
+    // This is the new process: from here on it speaks for itself.
+    actor_ += "'s child";
+    return 0;
+  }
+  if ((name.call == Call::socket || name.call == Call::accept) && returned.value >= 0) {
+    set_timeouts(static_cast<int>(returned.value));
+    if (lab_ != nullptr) lab_->own_descriptor(static_cast<int>(returned.value));
+  }
+  record(std::move(event));
+  return static_cast<int>(returned.value);
+}
+
+int Trace::must(CallName name, Returned returned, std::string_view detail) {
+  const int value = call(name, returned, detail);
+  if (returned.value < 0) throw ScenarioBroke{"a call the scenario needs failed"};
+  return value;
+}
+
+int Trace::set_option(int fd, int level, int option, int value) {
+  const Returned returned = ::setsockopt(fd, level, option, &value, sizeof value);
+  return call("setsockopt", returned, option_name(level, option) + "=" + std::to_string(value));
+}
+
+void Trace::note(std::string_view text) {
+  Event event;
+  event.call = Call::note;
+  event.detail = std::string(text);
+  record(std::move(event));
+}
+
+int Trace::send_text(int fd, std::string_view text) {
+  const Returned returned = ::send(fd, text.data(), text.size(), MSG_NOSIGNAL);
+  return call("send", returned, "\"" + std::string(text) + "\"");
+}
+
+std::string Trace::receive_text(int fd) {
+  std::array<char, 512> buffer{};
+  const Returned returned = ::recv(fd, buffer.data(), buffer.size(), 0);
+  const std::string got = returned.value > 0 ? std::string(buffer.data(), static_cast<std::size_t>(returned.value))
+                                             : std::string();
+  call("recv", returned, got.empty() ? std::string() : "\"" + got + "\"");
+  return got;
+}
+
+void Trace::wait_for_signal() {
+  note("waits until a signal stops it (Ctrl+C is SIGINT)");
+  for (;;) ::pause();  // the child's lifetime alarm ends it at the latest
+}
+
+void Trace::record(Event event) {
+  event.pid = ::getpid();
+  event.role = role_;
+  event.actor = actor_;
+  if (lab_ != nullptr) {
+    lab_->record(std::move(event));
+    return;
+  }
+  // In a child: one write() per event.
+  const std::string actor = event.actor.substr(0, 64);
+  const std::string detail = event.detail.substr(0, kMaxWire - sizeof(WireHeader) - actor.size());
+  WireHeader header{};
+  header.pid = event.pid;
+  header.origin = origin_;
+  header.role = static_cast<std::int32_t>(event.role);
+  header.call = static_cast<std::int32_t>(event.call);
+  header.value = event.value;
+  header.error = event.error;
+  header.actor_length = static_cast<std::uint16_t>(actor.size());
+  header.detail_length = static_cast<std::uint16_t>(detail.size());
+  std::string wire(reinterpret_cast<const char*>(&header), sizeof header);
+  wire += actor;
+  wire += detail;
+  (void)!::write(pipe_fd_, wire.data(), wire.size());
+}
+
+// ---- Process -----------------------------------------------------------------------------
+
+std::optional<Event> Process::wait_for(CallName call, Millis deadline) {
+  const auto until = Clock::now() + deadline;
+  const auto find = [&]() -> std::optional<Event> {
+    for (; cursor_ < lab_->events_.size(); ++cursor_) {
+      const auto& event = lab_->events_[cursor_];
+      if (event.origin == origin_ && event.call == call.call) return lab_->events_[cursor_++];
+    }
+    return std::nullopt;
+  };
+  for (;;) {
+    lab_->pump(Millis(0));
+    if (auto found = find()) return found;
+    if (Clock::now() >= until) return std::nullopt;
+    if (!child_.running() || child_.wait_for_exit(Millis(0))) {
+      lab_->pump(Millis(0));  // what it wrote before it ended
+      return find();
+    }
+    lab_->pump(std::min(left_until(until), Millis(20)));
+  }
+}
+
+Event Process::must_reach(CallName call, Millis deadline) {
+  auto event = wait_for(call, deadline);
+  if (!event) throw ScenarioBroke{actor_ + " never reported " + std::string(call_name(call.call))};
+  if (!event->ok()) throw ScenarioBroke{"a call the scenario needs failed"};
+  return *event;
+}
+
+std::optional<ExitStatus> Process::reap(Millis deadline) {
+  const auto status = child_.wait_for_exit(deadline);
+  lab_->pump(Millis(0));
+  if (!status) return status;
+  Event event;
+  event.pid = child_.pid();
+  event.origin = origin_;
+  event.role = role_;
+  event.actor = actor_;
+  event.call = Call::exited;
+  event.value = status->exited ? status->code : -status->signal;
+  event.detail = status->describe();
+  lab_->record(std::move(event));
+  if (role_ == Role::server && !status->exited) lab_->seen_.insert(Evidence::server_stopped);
+  return status;
+}
+
+// ---- Lab ---------------------------------------------------------------------------------
+
+Lab::Lab(const Narrator& narrator, std::uint16_t port, bool json, bool step_mode)
+    : narrator_(narrator), port_(port), json_(json), step_mode_(step_mode) {
+  std::array<int, 2> ends{};
+  if (::pipe2(ends.data(), O_CLOEXEC) == 0) {
+    pipe_read_.reset(ends[0]);
+    pipe_write_.reset(ends[1]);
+  } else {
+    pipe_error_ = errno;
+  }
+}
+
+Lab::~Lab() {
+  // A descriptor the step closed itself is gone already (EBADF); one that a later socket() got
+  // again is the step's too.
+  for (const int fd : owned_) ::close(fd);
+}
+
+Endpoint Lab::address(std::string_view ip) const {
+  return Endpoint::parse(ip, port_).value_or(Endpoint{});
+}
+
+Trace Lab::actor(std::string name, Role role) {
+  return Trace(this, -1, std::move(name), role);
+}
+
+Process Lab::spawn(std::string name, Role role, const std::function<void(Trace&)>& body, Millis lifetime) {
+  const int origin = next_origin_++;
+  if (!pipe_write_) {
+    record_failure(Call::pipe, pipe_error_, "for the reports of " + name);
+    throw ScenarioBroke{"could not start " + name};
+  }
+  const int write_fd = pipe_write_.get();
+  const auto lifetime_seconds = static_cast<unsigned>(std::max<long long>(1, lifetime.count() / 1000));
+  auto child = ChildProcess::fork_running([&]() -> int {
+    ::alarm(lifetime_seconds);  // nothing outlives the step, whatever the body does
+    pipe_read_.reset();
+    Trace trace(nullptr, write_fd, name, role);
+    trace.origin_ = origin;
+    try {
+      body(trace);
+      return 0;
+    } catch (const ScenarioBroke&) {
+      return 1;  // the failed call is already reported
+    }
+  });
+  if (!child) {
+    record_failure(Call::fork, child.error().value(), "to start " + name);
+    throw ScenarioBroke{"could not start " + name};
+  }
+  const std::string actor = name + " " + std::to_string(child->pid());
+  Process process(this, std::move(child.value()), actor, role, origin);
+  process.cursor_ = events_.size();
+  return process;
+}
+
+void Lab::record_failure(Call call, int error, std::string detail) {
+  Event event;
+  event.pid = ::getpid();
+  event.actor = "lab";
+  event.call = call;
+  event.value = -1;
+  event.error = error;
+  event.detail = std::move(detail);
+  record(std::move(event));
+}
+
+void Lab::you(std::string_view text) {
+  pump(Millis(0));
+  narrator_.line("you", text);
+}
+
+void Lab::pause(std::string_view what_to_look_at) {
+  if (!step_mode_ || json_) return;
+  pump(Millis(0));
+  narrator_.pause(what_to_look_at);
+}
+
+void Lab::record(Event event) {
+  pump(Millis(0));  // what the children did before this happened comes first
+  remember(std::move(event));
+}
+
+void Lab::remember(Event event) {
+  if (event.ok()) {
+    if (event.call == Call::listen) seen_.insert(Evidence::listening);
+    if (event.call == Call::accept) seen_.insert(Evidence::accepted);
+    if (event.call == Call::fork && event.value > 0) seen_.insert(Evidence::forked);
+    if (event.call == Call::recv && event.value == 0) {
+      if (event.role == Role::client) seen_.insert(Evidence::server_closed_first);
+      if (event.role == Role::server) seen_.insert(Evidence::client_closed_first);
+    }
+  }
+  if (!json_) {
+    const std::string actor = shown_actor(event);
+    const Tone tone = event.call == Call::note || event.call == Call::exited ? Tone::plain
+                      : event.error != 0                                  ? Tone::bad
+                                                                          : Tone::plain;
+    narrator_.line(actor, narrator_.paint(event.text(), tone));
+  }
+  events_.push_back(std::move(event));
+}
+
+std::optional<Event> Lab::read_one(Millis deadline) {
+  const auto until = Clock::now() + deadline;
+  for (;;) {
+    if (buffered_.size() >= sizeof(WireHeader)) {
+      WireHeader header{};
+      std::memcpy(&header, buffered_.data(), sizeof header);
+      const std::size_t total = sizeof header + header.actor_length + header.detail_length;
+      if (buffered_.size() >= total) {
+        Event event;
+        event.pid = header.pid;
+        event.origin = header.origin;
+        event.role = static_cast<Role>(header.role);
+        event.call = static_cast<Call>(header.call);
+        event.value = static_cast<long>(header.value);
+        event.error = header.error;
+        event.actor = buffered_.substr(sizeof header, header.actor_length);
+        event.detail = buffered_.substr(sizeof header + header.actor_length, header.detail_length);
+        buffered_.erase(0, total);
+        return event;
+      }
+    }
+    if (!pipe_read_) return std::nullopt;
+    if (wait_readable(pipe_read_.get(), left_until(until))) return std::nullopt;
+    std::array<char, kMaxWire> chunk{};
+    const auto got = ::read(pipe_read_.get(), chunk.data(), chunk.size());
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return std::nullopt;
+    buffered_.append(chunk.data(), static_cast<std::size_t>(got));
+  }
+}
+
+void Lab::pump(Millis deadline) {
+  auto wait = deadline;
+  while (auto event = read_one(wait)) {
+    remember(std::move(*event));
+    wait = Millis(0);
+  }
+}
+
+void Lab::own_descriptor(int fd) {
+  owned_.insert(fd);
+}
+
+Situation Lab::show_sockets(std::string_view caption) {
+  pump(Millis(0));
+  // Let passing states (FIN_WAIT_1, LAST_ACK) settle, so what is shown is where the kernel stays.
+  const auto until = Clock::now() + Millis(500);
+  Result<std::vector<SocketEntry>> table = read_socket_table();
+  while (table && Clock::now() < until) {
+    bool closing = false;
+    for (const auto& entry : involving_port(*table, port_)) {
+      closing = closing || entry.is(TcpState::fin_wait1) || entry.is(TcpState::closing) ||
+                entry.is(TcpState::last_ack) || entry.is(TcpState::syn_sent) || entry.is(TcpState::syn_recv);
+    }
+    if (!closing) break;
+    std::this_thread::sleep_for(Millis(1));
+    table = read_socket_table();
+  }
+  if (!table) {
+    narrator_.line("kernel", "cannot read the socket table (" + describe_outcome(table.error()) +
+                                 "): nothing about the port's sockets was observed");
+    last_table_.clear();
+    return Situation::unobserved;
+  }
+  seen_.insert(Evidence::table_read);
+  last_table_ = involving_port(*table, port_);
+  std::vector<std::string> rows;
+  rows.reserve(last_table_.size());
+  bool listener = false;
+  bool connection = false;
+  bool time_wait = false;
+  bool bound = false;
+  for (const auto& entry : last_table_) {
+    rows.push_back(entry.describe());
+    if (entry.local.port() != port_) continue;
+    if (entry.is(TcpState::listen)) {
+      listener = true;
+    } else if (entry.is(TcpState::time_wait)) {
+      time_wait = true;
+    } else if (entry.is(TcpState::close)) {
+      bound = true;
+    } else {
+      connection = true;
+    }
+  }
+  for (const auto& entry : last_table_) {
+    if (entry.is(TcpState::time_wait)) seen_.insert(Evidence::time_wait_seen);
+  }
+  narrator_.table("kernel", caption, rows);
+  if (listener) return Situation::listener;
+  if (connection) return Situation::connection;
+  if (time_wait) return Situation::time_wait;
+  if (bound) return Situation::bound_only;
+  return Situation::clean;
+}
+
+void Lab::report_time_waits(Observation& observation) {
+  const SocketEntry* longest = nullptr;
+  std::string side = "none";
+  for (const auto& entry : last_table_) {
+    if (!entry.is(TcpState::time_wait)) continue;
+    const bool servers = entry.local.port() == port_;
+    const auto held = std::to_string(entry.local.port());
+    narrator_.line("kernel", std::string("the TIME_WAIT is the ") + (servers ? "server" : "client") + "'s: it keeps " +
+                                 (servers ? "port " + held + " itself"
+                                          : "ephemeral port " + held + ", not " + std::to_string(port_)) +
+                                 "; " + seconds_text(entry.timer_seconds) + " s left on its timer");
+    if (longest == nullptr || entry.timer_seconds > longest->timer_seconds) {
+      longest = &entry;
+      side = servers ? "server" : "client";
+    }
+  }
+  if (longest == nullptr) narrator_.line("kernel", "no TIME_WAIT socket for port " + std::to_string(port_));
+  observation.fact("time_wait_side", json_quote(side));
+  observation.fact("time_wait_seconds_left", longest ? seconds_text(longest->timer_seconds) : "null");
+  observation.fact("time_wait_holds_port", longest ? std::to_string(longest->local.port()) : "null");
+}
+
+bool Lab::saw(Evidence evidence) const {
+  return seen_.count(evidence) > 0;
+}
+
+const Event* Lab::last(Call call, Role role) const {
+  for (auto event = events_.rbegin(); event != events_.rend(); ++event) {
+    if (event->call == call && event->role == role) return &*event;
+  }
+  return nullptr;
+}
+
+std::string Lab::events_json() const {
+  std::vector<std::string> texts;
+  texts.reserve(events_.size());
+  for (const auto& event : events_) {
+    texts.push_back(shown_actor(event) + ": " + event.text());
+  }
+  return json_string_array(texts);
+}
+
+Observation Lab::could_not_run(std::string_view what_was_missing) {
+  pump(Millis(0));
+  Observation observation;
+  for (const auto& event : events_) {
+    if (event.call == Call::note || event.call == Call::exited || event.ok()) continue;
+    observation.call = event.call;
+    observation.could_not_run = std::string(what_was_missing) + ": " + std::string(call_name(event.call)) +
+                                (event.detail.empty() ? "" : " " + printable(event.detail)) + " (" + event.actor +
+                                ") returned " + describe_outcome(make_error(event.error));
+    return observation;
+  }
+  for (const auto& event : events_) {
+    if (event.call == Call::exited && event.value != 0 && event.role != Role::server) continue;
+  }
+  observation.could_not_run = std::string(what_was_missing) + " (no call failed, but it was not seen)";
+  return observation;
+}
+
+Observation Lab::observe(const std::optional<Event>& answer, std::initializer_list<Evidence> needs,
+                         Situation situation) {
+  pump(Millis(0));
+  for (const auto need : needs) {
+    if (!saw(need)) return could_not_run(std::string("the scenario did not happen: ") + std::string(evidence_words(need)));
+  }
+  if (!answer) return could_not_run("the call that answers the step was never made");
+  Observation observation;
+  observation.call = answer->call;
+  observation.outcome = answer->error;
+  observation.situation = situation;
+  observation.fact("calls", events_json());
+  return observation;
+}
+
+std::string_view evidence_words(Evidence evidence) {
+  switch (evidence) {
+    case Evidence::listening: return "no server was listening";
+    case Evidence::accepted: return "no connection was accepted";
+    case Evidence::server_closed_first: return "the client never read the server's end of stream";
+    case Evidence::client_closed_first: return "the server never read the client's end of stream";
+    case Evidence::server_stopped: return "the old server was not seen to end by the signal";
+    case Evidence::forked: return "no child process took the connection";
+    case Evidence::table_read: return "the socket table could not be read";
+    case Evidence::time_wait_seen: return "no TIME_WAIT was seen";
+  }
+  return "?";
+}
+
+std::string_view situation_key(Situation situation) {
+  switch (situation) {
+    case Situation::any: return "";
+    case Situation::unobserved: return "unobserved";
+    case Situation::clean: return "clean";
+    case Situation::listener: return "listener";
+    case Situation::connection: return "connection";
+    case Situation::time_wait: return "time-wait";
+    case Situation::bound_only: return "bound-only";
+  }
+  return "?";
+}
+
+std::optional<std::string> Observation::fact(std::string_view key) const {
+  for (const auto& [name, value] : facts) {
+    if (name == key) return value;
+  }
+  return std::nullopt;
+}
+
+}  // namespace portreuse::lab
