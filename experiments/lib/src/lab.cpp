@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "portreuse/json.hpp"
+#include "portreuse/ports.hpp"
 
 namespace portreuse::lab {
 namespace {
@@ -59,6 +60,7 @@ struct WireHeader {
   std::int32_t error;
   std::uint16_t actor_length;
   std::uint16_t detail_length;
+  std::int32_t quiet;
 };
 constexpr std::size_t kMaxWire = 4096;  // PIPE_BUF on Linux
 
@@ -69,19 +71,6 @@ void set_timeouts(int fd) {
   limit.tv_usec = static_cast<suseconds_t>(deadline.count() % 1000000);
   (void)::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
   (void)::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
-}
-
-std::string option_name(int level, int option) {
-  if (level == SOL_SOCKET) {
-    switch (option) {
-      case SO_REUSEADDR: return "SO_REUSEADDR";
-      case SO_REUSEPORT: return "SO_REUSEPORT";
-      case SO_LINGER: return "SO_LINGER";
-      default: break;
-    }
-  }
-  if (level == IPPROTO_IPV6 && option == IPV6_V6ONLY) return "IPV6_V6ONLY";
-  return "option " + std::to_string(level) + "/" + std::to_string(option);
 }
 
 // "server 4242" for a child's events; the name alone for this process's actors.
@@ -165,11 +154,6 @@ int Trace::must(CallName name, Returned returned, std::string_view detail) {
   return value;
 }
 
-int Trace::set_option(int fd, int level, int option, int value) {
-  const Returned returned = ::setsockopt(fd, level, option, &value, sizeof value);
-  return call("setsockopt", returned, option_name(level, option) + "=" + std::to_string(value));
-}
-
 void Trace::note(std::string_view text) {
   Event event;
   event.call = Call::note;
@@ -197,6 +181,7 @@ void Trace::wait_for_signal() {
 }
 
 void Trace::record(Event event) {
+  if (quiet_ && event.error == 0 && event.value >= 0) event.quiet = true;
   event.pid = ::getpid();
   event.role = role_;
   event.actor = actor_;
@@ -216,6 +201,7 @@ void Trace::record(Event event) {
   header.error = event.error;
   header.actor_length = static_cast<std::uint16_t>(actor.size());
   header.detail_length = static_cast<std::uint16_t>(detail.size());
+  header.quiet = event.quiet ? 1 : 0;
   std::string wire(reinterpret_cast<const char*>(&header), sizeof header);
   wire += actor;
   wire += detail;
@@ -363,7 +349,7 @@ void Lab::remember(Event event) {
       if (event.role == Role::server) seen_.insert(Evidence::client_closed_first);
     }
   }
-  if (!json_) {
+  if (!json_ && !event.quiet) {
     const std::string actor = shown_actor(event);
     const Tone tone = event.call == Call::note || event.call == Call::exited ? Tone::plain
                       : event.error != 0                                  ? Tone::bad
@@ -388,6 +374,7 @@ std::optional<Event> Lab::read_one(Millis deadline) {
         event.call = static_cast<Call>(header.call);
         event.value = static_cast<long>(header.value);
         event.error = header.error;
+        event.quiet = header.quiet != 0;
         event.actor = buffered_.substr(sizeof header, header.actor_length);
         event.detail = buffered_.substr(sizeof header + header.actor_length, header.detail_length);
         buffered_.erase(0, total);
@@ -416,11 +403,22 @@ void Lab::own_descriptor(int fd) {
   owned_.insert(fd);
 }
 
-Situation Lab::show_sockets(std::string_view caption) {
+Result<std::uint16_t> Lab::fresh_port() const {
+  return free_tcp_port();
+}
+
+Observation Lab::skip(CallName call, std::string why) {
+  Observation observation;
+  observation.call = call.call;
+  observation.skipped = std::move(why);
+  return observation;
+}
+
+Situation Lab::show_sockets(std::string_view caption, Transport transport) {
   pump(Millis(0));
   // Let passing states (FIN_WAIT_1, LAST_ACK) settle, so what is shown is where the kernel stays.
   const auto until = Clock::now() + Millis(500);
-  Result<std::vector<SocketEntry>> table = read_socket_table();
+  Result<std::vector<SocketEntry>> table = read_socket_table(transport);
   while (table && Clock::now() < until) {
     bool closing = false;
     for (const auto& entry : involving_port(*table, port_)) {
@@ -429,7 +427,7 @@ Situation Lab::show_sockets(std::string_view caption) {
     }
     if (!closing) break;
     std::this_thread::sleep_for(Millis(1));
-    table = read_socket_table();
+    table = read_socket_table(transport);
   }
   if (!table) {
     narrator_.line("kernel", "cannot read the socket table (" + describe_outcome(table.error()) +
@@ -506,6 +504,7 @@ std::string Lab::events_json() const {
   std::vector<std::string> texts;
   texts.reserve(events_.size());
   for (const auto& event : events_) {
+    if (event.quiet) continue;
     texts.push_back(shown_actor(event) + ": " + event.text());
   }
   return json_string_array(texts);

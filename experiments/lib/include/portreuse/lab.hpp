@@ -89,6 +89,7 @@ struct Event {
   std::string detail; // its arguments in words: "0.0.0.0:40123", or the note's text
 
   [[nodiscard]] bool ok() const noexcept { return error == 0 && value >= 0; }
+  bool quiet = false;  // from a quiet trace: evidence, not narration
   [[nodiscard]] std::string text() const;  // "bind 0.0.0.0:40123 -> EADDRINUSE"
 };
 
@@ -113,8 +114,6 @@ class Trace {
   // recorded and ScenarioBroke thrown. The step's own answer is always made with call(), never must().
   int must(CallName name, Returned returned, std::string_view detail = {});
   int must(CallName name, Returned returned, const Endpoint& where) { return must(name, returned, where.text()); }
-  // setsockopt(fd, level, option, &value, sizeof value), named and recorded: "SO_REUSEADDR=1".
-  int set_option(int fd, int level, int option, int value);
   // A line of narration that is not a call: "waits for Ctrl+C".
   void note(std::string_view text);
   // Sends `text` and records it (send, in full or the error).
@@ -126,6 +125,12 @@ class Trace {
 
   [[nodiscard]] const std::string& actor() const noexcept { return actor_; }
   [[nodiscard]] Role role() const noexcept { return role_; }
+  // A quiet trace (many clients in a loop) records failures and evidence but prints and lists
+  // only the failures; the experiment narrates the totals itself.
+  Trace& quiet() noexcept {
+    quiet_ = true;
+    return *this;
+  }
 
  private:
   friend class Lab;
@@ -137,6 +142,7 @@ class Trace {
   std::string actor_;
   Role role_;
   int origin_ = 0;
+  bool quiet_ = false;
 };
 
 // A child process running one actor's code, always reaped.
@@ -213,6 +219,8 @@ class Lab {
   [[nodiscard]] Endpoint loopback() const { return *Endpoint::parse("127.0.0.1", port_); }
   [[nodiscard]] Endpoint address(std::string_view ip) const;  // ip with the step's port
 
+  // Another port the kernel says is free, for steps that need a second one.
+  [[nodiscard]] Result<std::uint16_t> fresh_port() const;
   // An actor in this process: "client", "socket A".
   Trace actor(std::string name, Role role = Role::other);
   // Forks a real child process that runs body as `name`; its events come back over the pipe. The
@@ -226,7 +234,7 @@ class Lab {
   void pause(std::string_view what_to_look_at);
   // Prints the sockets with the port at either end, as the kernel lists them now (after letting
   // passing closing states settle), and records what was seen: TIME_WAIT, listener, ...
-  Situation show_sockets(std::string_view caption);
+  Situation show_sockets(std::string_view caption, Transport transport = Transport::tcp);
   // The TIME_WAIT rows of this step's port, with whose they are and the time left; adds facts.
   void report_time_waits(Observation& observation);
 
@@ -236,6 +244,8 @@ class Lab {
                       Situation situation = Situation::any);
   Observation observe(Call call, long returned_value, int error, std::initializer_list<Evidence> needs,
                       Situation situation = Situation::any);
+  // Not a failure: this system cannot run the step (no IPv6, not root, no namespaces): why.
+  Observation skip(CallName call, std::string why);
   // Could not run: names the first call that failed in this step, or what was missing.
   Observation could_not_run(std::string_view what_was_missing);
   [[nodiscard]] bool saw(Evidence evidence) const;
