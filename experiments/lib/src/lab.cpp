@@ -415,13 +415,29 @@ Observation Lab::skip(CallName call, std::string why) {
 }
 
 Situation Lab::show_sockets(std::string_view caption, Transport transport) {
+  return show_sockets(caption, port_, transport);
+}
+
+const std::vector<SocketEntry>* Lab::shown_sockets() const noexcept {
+  return last_table_read_ ? &last_table_ : nullptr;
+}
+
+std::string Lab::shown_sockets_json() const {
+  if (!last_table_read_) return "null";
+  std::vector<std::string> rows;
+  rows.reserve(last_table_.size());
+  for (const auto& entry : last_table_) rows.push_back(entry.describe());
+  return json_string_array(rows);
+}
+
+Situation Lab::show_sockets(std::string_view caption, std::uint16_t port, Transport transport) {
   pump(Millis(0));
   // Let passing states (FIN_WAIT_1, LAST_ACK) settle, so what is shown is where the kernel stays.
   const auto until = Clock::now() + Millis(500);
   Result<std::vector<SocketEntry>> table = read_socket_table(transport);
   while (table && Clock::now() < until) {
     bool closing = false;
-    for (const auto& entry : involving_port(*table, port_)) {
+    for (const auto& entry : involving_port(*table, port)) {
       closing = closing || entry.is(TcpState::fin_wait1) || entry.is(TcpState::closing) ||
                 entry.is(TcpState::last_ack) || entry.is(TcpState::syn_sent) || entry.is(TcpState::syn_recv);
     }
@@ -433,10 +449,12 @@ Situation Lab::show_sockets(std::string_view caption, Transport transport) {
     narrator_.line("kernel", "cannot read the socket table (" + describe_outcome(table.error()) +
                                  "): nothing about the port's sockets was observed");
     last_table_.clear();
+    last_table_read_ = false;
     return Situation::unobserved;
   }
   seen_.insert(Evidence::table_read);
-  last_table_ = involving_port(*table, port_);
+  last_table_read_ = true;
+  last_table_ = involving_port(*table, port);
   std::vector<std::string> rows;
   rows.reserve(last_table_.size());
   bool listener = false;
@@ -445,7 +463,7 @@ Situation Lab::show_sockets(std::string_view caption, Transport transport) {
   bool bound = false;
   for (const auto& entry : last_table_) {
     rows.push_back(entry.describe());
-    if (entry.local.port() != port_) continue;
+    if (entry.local.port() != port) continue;
     if (entry.is(TcpState::listen)) {
       listener = true;
     } else if (entry.is(TcpState::time_wait)) {
@@ -566,8 +584,21 @@ std::string_view situation_key(Situation situation) {
     case Situation::connection: return "connection";
     case Situation::time_wait: return "time-wait";
     case Situation::bound_only: return "bound-only";
+    case Situation::each_reached_its_own: return "each-reached-its-own";
+    case Situation::most_specific_wins: return "most-specific-wins";
+    case Situation::other_delivery: return "other-delivery";
+    case Situation::first_listening: return "first-listening";
+    case Situation::second_bind_refused: return "second-bind-refused";
+    case Situation::tuple_taken: return "tuple-taken";
+    case Situation::tuple_free: return "tuple-free";
+    case Situation::dual_stack: return "dual-stack";
+    case Situation::v6_only: return "v6-only";
   }
   return "?";
+}
+
+Observation& Observation::fact_text(std::string key, std::string_view text) {
+  return fact(std::move(key), json_quote(text));
 }
 
 std::optional<std::string> Observation::fact(std::string_view key) const {
