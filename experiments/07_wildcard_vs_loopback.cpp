@@ -145,8 +145,9 @@ Observation bound_before_listen(Lab& lab) {
   }
   // Neither listens yet: a state the usual views of the socket table leave out.
   lab.show_sockets("the kernel's socket table for the port while both are only bound:");
-  lab.narrator().line("kernel", "sock_diag, asked for every state as this program does, lists a socket that is "
-                                "only bound as CLOSE; /proc/net/tcp leaves it out");
+  lab.narrator().line("kernel",
+                      "sock_diag, asked for every state as this program does, lists a socket that is "
+                      "only bound as CLOSE; /proc/net/tcp leaves it out");
   lab.pause("both only bound, none listens: ss -tan sport = :" + std::to_string(lab.port()));
 
   a.must("listen", ::listen(a_fd, 8));

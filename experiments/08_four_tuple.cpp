@@ -177,6 +177,10 @@ const Experiment kExperiment{
                         {EADDRINUSE, Situation::second_bind_refused,
                          "Client B could not even bind 127.0.0.1:Q: this kernel did not let SO_REUSEADDR put two "
                          "unconnected sockets on one address, so connect() never had to check the four-tuple."},
+                        {EADDRNOTAVAIL, Situation::unobserved,
+                         "The socket table could not be read, so A's connection was not seen listed; but the "
+                         "server accepted A's connection above, so the four numbers B asked for were in use. "
+                         "connect() refused the duplicate: Linux reports that as EADDRNOTAVAIL."},
                         {EADDRNOTAVAIL, Situation::any,
                          "connect() was refused; the socket table above shows what the kernel held for the "
                          "clients' port."},

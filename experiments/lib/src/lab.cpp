@@ -150,7 +150,10 @@ int Trace::call(CallName name, Returned returned, std::string_view detail) {
 
 int Trace::must(CallName name, Returned returned, std::string_view detail) {
   const int value = call(name, returned, detail);
-  if (returned.value < 0) throw ScenarioBroke{"a call the scenario needs failed"};
+  if (returned.value < 0) {
+    if (lab_ != nullptr) lab_->broken_at_ = lab_->events_.size() - 1;  // the event just recorded
+    throw ScenarioBroke{"a call the scenario needs failed"};
+  }
   return value;
 }
 
@@ -234,7 +237,10 @@ std::optional<Event> Process::wait_for(CallName call, Millis deadline) {
 Event Process::must_reach(CallName call, Millis deadline) {
   auto event = wait_for(call, deadline);
   if (!event) throw ScenarioBroke{actor_ + " never reported " + std::string(call_name(call.call))};
-  if (!event->ok()) throw ScenarioBroke{"a call the scenario needs failed"};
+  if (!event->ok()) {
+    lab_->broken_at_ = cursor_ - 1;  // wait_for stepped past the event it returned
+    throw ScenarioBroke{"a call the scenario needs failed"};
+  }
   return *event;
 }
 
@@ -321,6 +327,7 @@ void Lab::record_failure(Call call, int error, std::string detail) {
   event.error = error;
   event.detail = std::move(detail);
   record(std::move(event));
+  broken_at_ = events_.size() - 1;  // the step cannot go on after this failure
 }
 
 void Lab::you(std::string_view text) {
@@ -531,7 +538,13 @@ std::string Lab::events_json() const {
 Observation Lab::could_not_run(std::string_view what_was_missing) {
   pump(Millis(0));
   Observation observation;
-  for (const auto& event : events_) {
+  // The failure a must() stopped the step on, when there is one; else the first failure: an
+  // earlier failure can be an outcome the scenario expected (a refused connect), not the cause.
+  std::vector<const Event*> failures;
+  if (broken_at_ && *broken_at_ < events_.size()) failures.push_back(&events_[*broken_at_]);
+  for (const auto& event : events_) failures.push_back(&event);
+  for (const auto* failure : failures) {
+    const auto& event = *failure;
     if (event.call == Call::note || event.call == Call::exited || event.ok()) continue;
     observation.call = event.call;
     observation.could_not_run = std::string(what_was_missing) + ": " + std::string(call_name(event.call)) +

@@ -186,16 +186,27 @@ std::string_view evidence_words(Evidence evidence);
 // What the socket table held for the port just before the call that answers the step. It selects
 // the explanation; it is never printed as an outcome.
 enum class Situation {
-  any, unobserved, clean, listener, connection, time_wait, bound_only,
+  any,
+  unobserved,
+  clean,
+  listener,
+  connection,
+  time_wait,
+  bound_only,
   // Where connections went when two sockets listen on one port (06, 07): each to the socket
   // bound to the address it was sent to (or the wildcard when none is), or otherwise.
-  each_reached_its_own, most_specific_wins, other_delivery,
+  each_reached_its_own,
+  most_specific_wins,
+  other_delivery,
   // Which calls came before the answer (07, 08).
-  first_listening, second_bind_refused,
+  first_listening,
+  second_bind_refused,
   // Whether a connection with the new one's four numbers already existed (08).
-  tuple_taken, tuple_free,
+  tuple_taken,
+  tuple_free,
   // The IPv6 socket's IPV6_V6ONLY, read back and confirmed by where an IPv4 client went (11).
-  dual_stack, v6_only,
+  dual_stack,
+  v6_only,
 };
 std::string_view situation_key(Situation situation);  // "time-wait", as in the JSON
 
@@ -297,7 +308,8 @@ class Lab {
   std::set<Evidence> seen_;
   std::set<int> owned_;  // descriptors the step opened; closed when it ends
   std::vector<SocketEntry> last_table_;
-  bool last_table_read_ = false;  // whether last_table_ comes from a table that could be read
+  bool last_table_read_ = false;          // whether last_table_ comes from a table that could be read
+  std::optional<std::size_t> broken_at_;  // the failed event a must() (or spawn) stopped the step on
 };
 
 // --- The experiment's table of claims, below its code ---------------------------------------
