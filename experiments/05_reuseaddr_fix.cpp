@@ -128,6 +128,7 @@ Observation setsockopt_after_bind(Lab& lab) {
   });
   const auto bound = restarted.wait_for("bind");
   restarted.must_reach("setsockopt");  // the late option is part of the scenario: seen, after bind
+  restarted.reap();                     // and what the server said about it
   return answer(lab, bound, left_behind);
 }
 
