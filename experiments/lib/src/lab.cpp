@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <thread>
 
 #include "portreuse/json.hpp"
@@ -61,6 +62,7 @@ struct WireHeader {
   std::uint16_t actor_length;
   std::uint16_t detail_length;
   std::int32_t quiet;
+  std::int64_t at;
 };
 constexpr std::size_t kMaxWire = 4096;  // PIPE_BUF on Linux
 
@@ -84,6 +86,12 @@ std::string shown_actor(const Event& event) {
 }
 
 }  // namespace
+
+std::int64_t Returned::now_ns() noexcept {
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<std::int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+}
 
 std::string_view call_name(Call call) {
   switch (call) {
@@ -135,8 +143,27 @@ int Trace::call(CallName name, Returned returned, std::string_view detail) {
   event.value = returned.value;
   event.error = returned.error;
   event.detail = std::string(detail);
+  // The narration's order: a call that waits for another process (recv, accept) is placed when
+  // it returned; any other call when it began, right after this process's previous call (or the
+  // lab's last report) returned. So a send comes before the recv that got its bytes, even when
+  // the receiver returned first.
+  const bool waits = name.call == Call::recv || name.call == Call::recvfrom || name.call == Call::accept;
+  std::int64_t& previous = lab_ != nullptr ? lab_->last_at_ : last_at_;  // per process, not per actor
+  const std::int64_t began = previous != 0 ? previous : returned.at;
+  event.at = waits ? returned.at : began;
+  previous = returned.at;
+  if (name.call == Call::fork && lab_ == nullptr && returned.value > 0) {
+    return static_cast<int>(returned.value);  // the child reports this fork, before its own calls
+  }
   if (name.call == Call::fork && returned.value == 0) {
-    // This is the new process: from here on it speaks for itself.
+    // This is the new process. In a spawned process it reports its parent's fork() first, so the
+    // narration shows the fork before anything the child does; from here on it speaks for itself.
+    if (lab_ == nullptr) {
+      event.at = began;  // the parent's fork began there; the child may run much later
+      event.pid = ::getppid();
+      event.value = ::getpid();
+      record(std::move(event));
+    }
     actor_ += "'s child";
     return 0;
   }
@@ -185,7 +212,8 @@ void Trace::wait_for_signal() {
 
 void Trace::record(Event event) {
   if (quiet_ && event.error == 0 && event.value >= 0) event.quiet = true;
-  event.pid = ::getpid();
+  if (event.pid == 0) event.pid = ::getpid();
+  if (event.at == 0) event.at = Returned::now_ns();
   event.role = role_;
   event.actor = actor_;
   if (lab_ != nullptr) {
@@ -205,6 +233,7 @@ void Trace::record(Event event) {
   header.actor_length = static_cast<std::uint16_t>(actor.size());
   header.detail_length = static_cast<std::uint16_t>(detail.size());
   header.quiet = event.quiet ? 1 : 0;
+  header.at = event.at;
   std::string wire(reinterpret_cast<const char*>(&header), sizeof header);
   wire += actor;
   wire += detail;
@@ -333,17 +362,36 @@ void Lab::record_failure(Call call, int error, std::string detail) {
 void Lab::you(std::string_view text) {
   pump(Millis(0));
   narrator_.line("you", text);
+  last_at_ = Returned::now_ns();
 }
 
 void Lab::pause(std::string_view what_to_look_at) {
   if (!step_mode_ || json_) return;
   pump(Millis(0));
   narrator_.pause(what_to_look_at);
+  last_at_ = Returned::now_ns();
 }
 
 void Lab::record(Event event) {
-  pump(Millis(0));  // what the children did before this happened comes first
-  remember(std::move(event));
+  if (event.at == 0) event.at = Returned::now_ns();
+  // What the children did before this call returned comes first, what they did since after it.
+  // A call that another process completes (a recv, an accept, a connect) waits a moment for that
+  // process's report, which is written just after its own call returns.
+  const bool completed_by_peer = event.call == Call::recv || event.call == Call::accept || event.call == Call::connect;
+  std::vector<Event> batch;
+  auto wait = completed_by_peer ? Millis(5) : Millis(0);
+  while (auto child_event = read_one(wait)) {
+    batch.push_back(std::move(*child_event));
+    wait = completed_by_peer ? Millis(3) : Millis(0);
+  }
+  batch.push_back(std::move(event));
+  remember_in_order(std::move(batch));
+  last_at_ = Returned::now_ns();  // this process's next call begins after this
+}
+
+void Lab::remember_in_order(std::vector<Event> batch) {
+  std::stable_sort(batch.begin(), batch.end(), [](const Event& left, const Event& right) { return left.at < right.at; });
+  for (auto& event : batch) remember(std::move(event));
 }
 
 void Lab::remember(Event event) {
@@ -382,6 +430,7 @@ std::optional<Event> Lab::read_one(Millis deadline) {
         event.value = static_cast<long>(header.value);
         event.error = header.error;
         event.quiet = header.quiet != 0;
+        event.at = header.at;
         event.actor = buffered_.substr(sizeof header, header.actor_length);
         event.detail = buffered_.substr(sizeof header + header.actor_length, header.detail_length);
         buffered_.erase(0, total);
@@ -400,10 +449,13 @@ std::optional<Event> Lab::read_one(Millis deadline) {
 
 void Lab::pump(Millis deadline) {
   auto wait = deadline;
+  std::vector<Event> batch;
   while (auto event = read_one(wait)) {
-    remember(std::move(*event));
+    batch.push_back(std::move(*event));
     wait = Millis(0);
   }
+  remember_in_order(std::move(batch));
+  last_at_ = Returned::now_ns();
 }
 
 void Lab::own_descriptor(int fd) {
@@ -485,6 +537,7 @@ Situation Lab::show_sockets(std::string_view caption, std::uint16_t port, Transp
     if (entry.is(TcpState::time_wait)) seen_.insert(Evidence::time_wait_seen);
   }
   narrator_.table("kernel", caption, rows);
+  last_at_ = Returned::now_ns();
   if (listener) return Situation::listener;
   if (connection) return Situation::connection;
   if (time_wait) return Situation::time_wait;
@@ -512,6 +565,16 @@ void Lab::report_time_waits(Observation& observation) {
   observation.fact("time_wait_side", json_quote(side));
   observation.fact("time_wait_seconds_left", longest ? seconds_text(longest->timer_seconds) : "null");
   observation.fact("time_wait_holds_port", longest ? std::to_string(longest->local.port()) : "null");
+}
+
+int Lab::time_waits_shown(Role side) const {
+  int count = 0;
+  for (const auto& entry : last_table_) {
+    if (!entry.is(TcpState::time_wait)) continue;
+    const bool servers = entry.local.port() == port_;
+    if ((side == Role::server && servers) || (side == Role::client && !servers)) ++count;
+  }
+  return count;
 }
 
 bool Lab::saw(Evidence evidence) const {
@@ -606,6 +669,7 @@ std::string_view situation_key(Situation situation) {
     case Situation::tuple_free: return "tuple-free";
     case Situation::dual_stack: return "dual-stack";
     case Situation::v6_only: return "v6-only";
+    case Situation::client_time_wait: return "time-wait-on-client";
   }
   return "?";
 }

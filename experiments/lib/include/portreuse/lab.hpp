@@ -67,10 +67,13 @@ struct CallName {
 // What a system call returned, and errno when it failed, read before anything else can change it.
 // Built implicitly from the call's return value: `t.call("bind", ::bind(...))`. (C++17 and later
 // initialise one argument completely before the next, so errno cannot be overwritten between.)
+// `at` is when it returned (CLOCK_MONOTONIC, ns), read after errno: the narration's order.
 struct Returned {
   long value;
   int error;
-  Returned(long returned) noexcept : value(returned), error(returned < 0 ? errno : 0) {}  // NOLINT
+  std::int64_t at;
+  Returned(long returned) noexcept : value(returned), error(returned < 0 ? errno : 0), at(now_ns()) {}  // NOLINT
+  static std::int64_t now_ns() noexcept;
 };
 
 // Who made a call. Evidence such as "the server closed first" is read from the role, not from
@@ -90,6 +93,7 @@ struct Event {
 
   [[nodiscard]] bool ok() const noexcept { return error == 0 && value >= 0; }
   bool quiet = false;  // from a quiet trace: evidence, not narration
+  std::int64_t at = 0;  // its place in time (Returned::now_ns; see Trace::call): the narration's order
   [[nodiscard]] std::string text() const;  // "bind 0.0.0.0:40123 -> EADDRINUSE"
 };
 
@@ -143,6 +147,7 @@ class Trace {
   Role role_;
   int origin_ = 0;
   bool quiet_ = false;
+  std::int64_t last_at_ = 0;  // when this actor's previous call returned
 };
 
 // A child process running one actor's code, always reaped.
@@ -193,6 +198,9 @@ enum class Situation {
   connection,
   time_wait,
   bound_only,
+  // Nothing held the port itself, but a TIME_WAIT kept the client's end of a connection to it
+  // (its ephemeral port): show_sockets() says clean, the experiment refines it (03).
+  client_time_wait,
   // Where connections went when two sockets listen on one port (06, 07): each to the socket
   // bound to the address it was sent to (or the wildcard when none is), or otherwise.
   each_reached_its_own,
@@ -267,6 +275,9 @@ class Lab {
   [[nodiscard]] std::string shown_sockets_json() const;
   // The TIME_WAIT rows of this step's port, with whose they are and the time left; adds facts.
   void report_time_waits(Observation& observation);
+  // How many TIME_WAIT rows the last show_sockets() listed on one side of the step's port: the
+  // server's (the port is the local end) or the client's (the port is the remote end).
+  [[nodiscard]] int time_waits_shown(Role side) const;
 
   // The step's answer: `answer` is the event of the call that decides it (from Trace or wait_for).
   // A verdict needs every piece of evidence; otherwise the observation is "could not run".
@@ -291,6 +302,7 @@ class Lab {
   void record(Event event);
   void pump(Millis deadline);                     // reads child events that are waiting (or come within deadline)
   std::optional<Event> read_one(Millis deadline);  // one event from the pipe
+  void remember_in_order(std::vector<Event> batch);  // by the time the calls returned
   void remember(Event event);
   void record_failure(Call call, int error, std::string detail);
   void own_descriptor(int fd);
@@ -310,6 +322,7 @@ class Lab {
   std::vector<SocketEntry> last_table_;
   bool last_table_read_ = false;          // whether last_table_ comes from a table that could be read
   std::optional<std::size_t> broken_at_;  // the failed event a must() (or spawn) stopped the step on
+  std::int64_t last_at_ = 0;  // when a call of this process last returned (Trace::call)
 };
 
 // --- The experiment's table of claims, below its code ---------------------------------------
