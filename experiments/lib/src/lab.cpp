@@ -108,6 +108,9 @@ std::string_view call_name(Call call) {
     case Call::pipe: return "pipe";
     case Call::exited: return "exited";
     case Call::note: return "note";
+    case Call::setgroups: return "setgroups";
+    case Call::setgid: return "setgid";
+    case Call::setuid: return "setuid";
   }
   return "?";
 }
@@ -566,6 +569,13 @@ std::string_view situation_key(Situation situation) {
     case Situation::connection: return "connection";
     case Situation::time_wait: return "time-wait";
     case Situation::bound_only: return "bound-only";
+    case Situation::shared: return "shared";
+    case Situation::nothing_delivered: return "nothing-delivered";
+    case Situation::partly_delivered: return "partly-delivered";
+    case Situation::all_delivered: return "all-delivered";
+    case Situation::all_to_first: return "all-to-first";
+    case Situation::all_to_second: return "all-to-second";
+    case Situation::none_arrived: return "none-arrived";
   }
   return "?";
 }
