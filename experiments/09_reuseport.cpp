@@ -66,7 +66,7 @@ Observation restart_with_reuseport(Lab& lab, bool old_sets_it) {
   you.must("kill", ::kill(server.pid(), SIGINT), "SIGINT (Ctrl+C) to the server");
   server.reap();
   const auto left_behind = lab.show_sockets("what the kernel still holds for the port:");
-  lab.pause("the old server is gone; its TIME_WAIT: ss -tano sport = :" + std::to_string(lab.port()));
+  lab.pause("the old server's TIME_WAIT: ss -tano sport = :" + std::to_string(lab.port()));
 
   lab.you(old_sets_it ? "start the server again: it sets SO_REUSEPORT=1"
                       : "start the new version: it now sets SO_REUSEPORT=1");
@@ -77,9 +77,9 @@ Observation restart_with_reuseport(Lab& lab, bool old_sets_it) {
       t.call("listen", ::listen(listener, 8));
     }
   });
-  auto observation = lab.observe(restarted.wait_for("bind"),
-                                 {Evidence::accepted, Evidence::server_closed_first, Evidence::server_stopped},
-                                 left_behind);
+  auto observation =
+      lab.observe(restarted.wait_for("bind"),
+                  {Evidence::accepted, Evidence::server_closed_first, Evidence::server_stopped}, left_behind);
   lab.report_time_waits(observation);
   return observation;
 }
@@ -133,7 +133,7 @@ Observation two_listeners_reuseport(Lab& lab) {
   auto clients = lab.actor("clients", Role::client).quiet();
   auto servers = lab.actor("listeners", Role::server).quiet();
   const auto to = lab.loopback();
-  const struct linger abort{1, 0};
+  const linger abort{1, 0};
   std::array<int, 2> accepted{0, 0};
   for (int round = 0; round < kClients; ++round) {
     const int fd = clients.must("socket", ::socket(AF_INET, SOCK_STREAM, 0));
@@ -194,7 +194,7 @@ Observation reuseport_other_uid(Lab& lab) {
     if (dropping && !event.ok()) return lab.skip("bind", "could not become another user: " + event.text());
   }
   const auto shown = listeners_in(lab, lab.show_sockets("the kernel's sockets for the port:"));
-  lab.pause("the listener's owner is in the uid column: ss -tlne sport = :" + std::to_string(lab.port()));
+  lab.pause("see each listener's uid: ss -tlne sport = :" + std::to_string(lab.port()));
 
   auto observation = lab.observe(answer, {Evidence::listening}, shown);
   for (const auto& entry : lab.table()) {

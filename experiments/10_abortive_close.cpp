@@ -38,7 +38,7 @@ Observation restart_after_linger_abort(Lab& lab) {
     const int connection = t.must("accept", ::accept(listener, nullptr, nullptr));
     t.receive_text(connection);
     t.send_text(connection, "message received");
-    const struct linger abort{1, 0};  // on, 0 seconds: close() resets the connection at once
+    const linger abort{1, 0};  // on, 0 seconds: close() resets the connection at once
     t.must("setsockopt", ::setsockopt(connection, SOL_SOCKET, SO_LINGER, &abort, sizeof abort), "SO_LINGER={1, 0}");
     t.must("close", ::close(connection));  // the server closes first, with a reset (RST), not a FIN
     t.wait_for_signal();
@@ -105,11 +105,10 @@ Observation linger_abort_peer_read(Lab& lab) {
     queued += sending.must("send", sent, "64 KiB, MSG_DONTWAIT");
   }
   server.note("send() took " + std::to_string(queued) + " bytes; the next would block (EAGAIN)");
-  lab.pause("the answer waits in the buffers (Recv-Q, Send-Q): ss -tn sport = :" + std::to_string(lab.port()));
+  lab.pause("the answer waits in Send-Q: ss -tn sport = :" + std::to_string(lab.port()));
 
-  const struct linger abort{1, 0};
-  server.must("setsockopt", ::setsockopt(connection, SOL_SOCKET, SO_LINGER, &abort, sizeof abort),
-              "SO_LINGER={1, 0}");
+  const linger abort{1, 0};
+  server.must("setsockopt", ::setsockopt(connection, SOL_SOCKET, SO_LINGER, &abort, sizeof abort), "SO_LINGER={1, 0}");
   server.must("close", ::close(connection));  // a reset, before the client has read anything
 
   // The client now reads until its stream ends: with 0 (end of stream) or an error.
