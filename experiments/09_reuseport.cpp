@@ -17,6 +17,7 @@
 
 #include <array>
 #include <csignal>
+#include <cstddef>
 #include <string>
 
 #include "portreuse/lab.hpp"
@@ -148,7 +149,7 @@ Observation two_listeners_reuseport(Lab& lab) {
     servers.must("close", ::close(connection));
   }
   lab.actor("clients").note(std::to_string(kClients) + " connections to " + to.text() +
-                            ", one after another, each from its own port, each closed with a reset");
+                            ", one after another, each closed with a reset");
   first.note("accepted " + std::to_string(accepted[0]) + " of them");
   second.note("accepted " + std::to_string(accepted[1]) + " of them");
   lab.show_sockets("what the kernel holds for the port after them:");

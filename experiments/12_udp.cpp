@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <cstddef>
 #include <string>
 
 #include "portreuse/lab.hpp"
@@ -29,7 +30,7 @@ constexpr int kDatagrams = 20;
 constexpr int kDeliveryDeadlineMs = 500;
 
 // How many UDP sockets the table just shown lists on the step's port.
-int bound_to_port(const Lab& lab) {
+int sockets_on_port(const Lab& lab) {
   int count = 0;
   for (const auto& entry : lab.table()) count += entry.local.port() == lab.port() ? 1 : 0;
   return count;
@@ -50,7 +51,7 @@ Observation udp_two_binds_plain(Lab& lab) {
   const auto shown = lab.show_sockets("the kernel's UDP sockets for the port:", Transport::udp);
   lab.pause("one UDP socket holds the port: ss -uan sport = :" + std::to_string(lab.port()));
   auto observation = lab.observe(answer, {}, shown);
-  observation.fact("udp_sockets_on_port", std::to_string(bound_to_port(lab)));
+  observation.fact("udp_sockets_on_port", std::to_string(sockets_on_port(lab)));
   return observation;
 }
 
@@ -70,7 +71,7 @@ Observation udp_two_binds_reuseaddr(Lab& lab) {
   const Event answer = *lab.last(Call::bind, Role::other);  // socket B's
 
   lab.show_sockets("the kernel's UDP sockets for the port:", Transport::udp);
-  const auto on_port = std::to_string(bound_to_port(lab));
+  const auto on_port = std::to_string(sockets_on_port(lab));
   lab.pause("two UDP sockets on one port: ss -uan sport = :" + std::to_string(lab.port()));
   if (!answer.ok()) {
     auto refused = lab.observe(answer, {}, Situation::any);
