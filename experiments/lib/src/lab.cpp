@@ -116,6 +116,9 @@ std::string_view call_name(Call call) {
     case Call::pipe: return "pipe";
     case Call::exited: return "exited";
     case Call::note: return "note";
+    case Call::setgroups: return "setgroups";
+    case Call::setgid: return "setgid";
+    case Call::setuid: return "setuid";
   }
   return "?";
 }
@@ -670,6 +673,13 @@ std::string_view situation_key(Situation situation) {
     case Situation::dual_stack: return "dual-stack";
     case Situation::v6_only: return "v6-only";
     case Situation::client_time_wait: return "time-wait-on-client";
+    case Situation::shared: return "shared";
+    case Situation::nothing_delivered: return "nothing-delivered";
+    case Situation::partly_delivered: return "partly-delivered";
+    case Situation::all_delivered: return "all-delivered";
+    case Situation::all_to_first: return "all-to-first";
+    case Situation::all_to_second: return "all-to-second";
+    case Situation::none_arrived: return "none-arrived";
   }
   return "?";
 }

@@ -37,7 +37,8 @@ namespace portreuse::lab {
 // is checked at compile time, so a misspelt call name does not build.
 enum class Call {
   socket, setsockopt, getsockopt, bind, listen, connect, accept, recv, send, shutdown, close,
-  fork, kill, sendto, recvfrom, getsockname, unshare, sysctl, pipe, exited, note
+  fork, kill, sendto, recvfrom, getsockname, unshare, sysctl, pipe, exited, note,
+  setgroups, setgid, setuid  // a child that drops root's rights (09: another user's socket)
 };
 std::string_view call_name(Call call);
 
@@ -56,7 +57,7 @@ struct CallName {
                                       "connect", "accept",    "recv",       "send",        "shutdown",
                                       "close",  "fork",       "kill",       "sendto",      "recvfrom",
                                       "getsockname", "unshare", "sysctl",   "pipe",        "exited",
-                                      "note"};
+                                      "note",   "setgroups",  "setgid",   "setuid"};
     for (int index = 0; index < static_cast<int>(std::size(kNames)); ++index) {
       if (same(text, kNames[index])) return static_cast<Call>(index);
     }
@@ -215,6 +216,14 @@ enum class Situation {
   // The IPv6 socket's IPV6_V6ONLY, read back and confirmed by where an IPv4 client went (11).
   dual_stack,
   v6_only,
+  // Chosen by an experiment from what it counted, not read from the table:
+  shared,             // two sockets hold the port at once (09: two listeners; 12: both got datagrams)
+  nothing_delivered,  // the peer read none of the bytes send() had taken (10)
+  partly_delivered,   // ... some of them
+  all_delivered,      // ... all of them
+  all_to_first,       // every datagram went to the socket bound first (12)
+  all_to_second,      // ... to the socket bound second
+  none_arrived,       // no datagram arrived within the deadline
 };
 std::string_view situation_key(Situation situation);  // "time-wait", as in the JSON
 
@@ -295,6 +304,8 @@ class Lab {
   [[nodiscard]] std::string events_json() const;
   // The last event of this call and role, if any.
   [[nodiscard]] const Event* last(Call call, Role role) const;
+  // The rows show_sockets() listed last (the port at either end), for the facts a step reports.
+  [[nodiscard]] const std::vector<SocketEntry>& table() const noexcept { return last_table_; }
 
  private:
   friend class Trace;
