@@ -111,11 +111,15 @@ constexpr int documented_outcome(Sharing sharing, FirstState state, const Addres
 struct CellResult {
   std::optional<int> outcome;
   std::optional<Event> answer;        // the second bind() as recorded
-  std::optional<Event> setup_failed;  // the call that kept the first socket from the port
+  std::optional<Event> setup_failed;  // the call that kept the cell from being set up
   bool skipped = false;               // needs IPv6, which is not here
   std::uint16_t port = 0;
   std::optional<int> first_try;  // the outcome on the first port, when the cell was repeated
 };
+
+const char* family_name(const Address& address) {
+  return address.family == AF_INET6 ? "AF_INET6, SOCK_STREAM" : "AF_INET, SOCK_STREAM";
+}
 
 // One block: a first socket takes the port with `first`'s address, a second binds the same port
 // with `second`'s, both with the block's option; every pair of the six addresses.
@@ -152,7 +156,7 @@ class Block {
 
     // The first socket takes the port (and listens, in the listening half).
     const auto first_at = *Endpoint::parse(first.text, port);
-    const int held = setup.call("socket", ::socket(first.family, SOCK_STREAM, 0));
+    const int held = setup.call("socket", ::socket(first.family, SOCK_STREAM, 0), family_name(first));
     if (held < 0) return failed();
     options(setup, held, first);
     if (setup.call("bind", ::bind(held, first_at.raw(), first_at.raw_length()), first_at) != 0) {
@@ -168,7 +172,7 @@ class Block {
 
     // The second socket binds the same port: its bind() is the cell's outcome.
     const auto second_at = *Endpoint::parse(second.text, port);
-    const int other = setup.call("socket", ::socket(second.family, SOCK_STREAM, 0));
+    const int other = setup.call("socket", ::socket(second.family, SOCK_STREAM, 0), family_name(second));
     if (other < 0) {
       failed();
       setup.call("close", ::close(held));
@@ -405,7 +409,7 @@ Observation map_block(Lab& lab, std::size_t sharing, std::size_t state) {
   const auto& article = grid[kArticleFirst][kArticleSecond];
   Observation observation;
   if (!every_cell_ran && first_failure != nullptr) {
-    observation = lab.could_not_run("a first socket could not take the port", *first_failure);
+    observation = lab.could_not_run("a cell's sockets could not be set up", *first_failure);
   } else {
     observation = lab.observe(article.answer, {},
                               !differing.empty() ? Situation::cells_differ
