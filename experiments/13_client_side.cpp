@@ -119,8 +119,8 @@ Observation run_exhaustion(Lab& lab, const std::string& tw_reuse, bool wait_and_
   if (unshared && !unshared->ok()) {
     const int error = unshared->error;
     inside.reap();
-    const bool not_permitted = error == EPERM || error == EACCES || error == ENOSPC || error == EUSERS ||
-                               error == EINVAL || error == ENOSYS;
+    const bool not_permitted =
+        error == EPERM || error == EACCES || error == ENOSPC || error == EUSERS || error == EINVAL || error == ENOSYS;
     if (not_permitted) {
       return lab.skip("connect", "unshare(CLONE_NEWUSER | CLONE_NEWNET) returned " +
                                      portreuse::describe_outcome(portreuse::make_error(error)) +

@@ -101,11 +101,10 @@ Observation time_wait_timer(Lab& lab) {
   if (!left) {
     if (observation.outcome == kOk) return observation;  // nothing held the port: no timer to read
     // Refused, but not by a TIME_WAIT: the claim's length cannot be read, so no verdict.
-    return lab.could_not_run("the port's TIME_WAIT timer could not be read: the table listed no TIME_WAIT",
-                             *bound);
+    return lab.could_not_run("the port's TIME_WAIT timer could not be read: the table listed no TIME_WAIT", *bound);
   }
-  lab.narrator().line("kernel", "TIME_WAIT timer of port " + std::to_string(lab.port()) + ": " +
-                                    seconds_text(*left) + " s left");
+  lab.narrator().line("kernel",
+                      "TIME_WAIT timer of port " + std::to_string(lab.port()) + ": " + seconds_text(*left) + " s left");
   observation.fact("seconds_left", seconds_text(*left));
   observation.situation = *left <= 60.5 ? Situation::timer_within_a_minute : Situation::timer_beyond_a_minute;
   // The claim is "refused, for about 2 to 4 minutes": the errno alone shows only the first half.
@@ -131,8 +130,8 @@ class ProgressLine {
     }
     const std::string text = "waiting " + seconds_text(elapsed) + " s: bind " + outcome + ", " + timer;
     if (redraw_) {
-      std::cout << "\r  " << lab_.narrator().paint("[you]", portreuse::Tone::dim) << "           " << text
-                << "\033[K" << std::flush;
+      std::cout << "\r  " << lab_.narrator().paint("[you]", portreuse::Tone::dim) << "           " << text << "\033[K"
+                << std::flush;
       drawn_ = true;
     } else if (Clock::now() >= next_plain_) {
       lab_.narrator().line("you", text);
@@ -176,8 +175,8 @@ Observation time_wait_duration(Lab& lab) {
   std::optional<Event> last_bind;
   int tries = 0;
   while (since_start() < static_cast<double>(kGiveUpAfter.count())) {
-    progress.show(since_start(), portreuse::outcome_name(portreuse::make_error(last_bind ? last_bind->error
-                                                                                       : restart.outcome)));
+    progress.show(since_start(),
+                  portreuse::outcome_name(portreuse::make_error(last_bind ? last_bind->error : restart.outcome)));
     std::this_thread::sleep_for(kRetryEvery);
     const int fd = you.call("socket", ::socket(AF_INET, SOCK_STREAM, 0));
     if (fd < 0) return lab.could_not_run("a socket for the next bind() try", *lab.last(Call::socket, Role::other));
@@ -197,9 +196,10 @@ Observation time_wait_duration(Lab& lab) {
   auto situation = Situation::still_held;  // what the last bind() said when the program gave up
   if (freed) {
     lab.show_sockets("the kernel's sockets for the port now:");
-    lab.you("measured " + seconds_text(seconds) + " s; Linux's TCP_TIMEWAIT_LEN is 60 s; the articles say 2 to 4 "
+    lab.you("measured " + seconds_text(seconds) +
+            " s; Linux's TCP_TIMEWAIT_LEN is 60 s; the articles say 2 to 4 "
             "minutes");
-    situation = seconds < 55.0 ? Situation::under_a_minute
+    situation = seconds < 55.0    ? Situation::under_a_minute
                 : seconds <= 70.0 ? Situation::about_a_minute
                                   : Situation::over_a_minute;
   }

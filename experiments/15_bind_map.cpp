@@ -126,7 +126,10 @@ const char* family_name(const Address& address) {
 class Block {
  public:
   Block(std::size_t sharing, std::size_t state)
-      : sharing_(kSharings[sharing].sharing), state_(kStates[state].state), sharing_index_(sharing), state_index_(state) {}
+      : sharing_(kSharings[sharing].sharing),
+        state_(kStates[state].state),
+        sharing_index_(sharing),
+        state_index_(state) {}
 
   // One cell for real. Both sockets are closed before it returns; neither ever had a
   // connection, so nothing stays behind on the port.
@@ -436,11 +439,11 @@ Step block_step(std::size_t sharing, std::size_t state, std::string what_it_show
       .id = std::string("bind-map/") + option.key + "/" + first_state.key,
       .preview = std::string(option.shown) + (sharing == 0 ? "" : " on both") + ": the first socket " +
                  first_state.shown + "; the second binds the same port. 36 cells.",
-      .claim = std::string("The documented Linux bind rules give this block (") + option.shown +
-               ", first socket " + first_state.key +
-               "), among them the article's cell: 0.0.0.0 first, then 127.0.0.1 on the same port.",
-      .source = "\"Port reuse So_Reuseaddr\"; kernel selftest tools/testing/selftests/net/"
-                "bind_wildcard.c; inet_csk_bind_conflict()",
+      .claim = std::string("The documented Linux bind rules give this block (") + option.shown + ", first socket " +
+               first_state.key + "), among them the article's cell: 0.0.0.0 first, then 127.0.0.1 on the same port.",
+      .source =
+          "\"Port reuse So_Reuseaddr\"; kernel selftest tools/testing/selftests/net/"
+          "bind_wildcard.c; inet_csk_bind_conflict()",
       .claimed = block.documented(kArticleFirst, kArticleSecond),
       .explanations =
           {
@@ -483,8 +486,7 @@ const Experiment kExperiment{
                        "Once the first socket listens, SO_REUSEADDR stops forgiving an overlap: this block equals "
                        "the no-option block. So 0.0.0.0 listening, then 127.0.0.1, both with SO_REUSEADDR (\"Port "
                        "reuse So_Reuseaddr\"), is refused here (1->2)."),
-            block_step(2, 0,
-                       "SO_REUSEPORT on both sockets (same user) lets every overlapping bind share the port."),
+            block_step(2, 0, "SO_REUSEPORT on both sockets (same user) lets every overlapping bind share the port."),
             block_step(2, 1,
                        "SO_REUSEPORT on both sockets (same user) lets the second bind even a listener's own "
                        "address (1->1): the kernel then spreads connections over both listeners (experiment "

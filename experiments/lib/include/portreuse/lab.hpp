@@ -37,11 +37,32 @@ namespace portreuse::lab {
 // The calls a trace records. Written in experiments as string literals ("bind"); the conversion
 // is checked at compile time, so a misspelt call name does not build.
 enum class Call {
-  socket, setsockopt, getsockopt, bind, listen, connect, accept, recv, send, shutdown, close,
-  fork, kill, sendto, recvfrom, getsockname, unshare, sysctl, pipe, exited, note,
-  write,         // a write() to a file of /proc (a namespace's uid_map)
-  ioctl,         // an interface's flags (SIOCSIFFLAGS: lo up)
-  socket_table,  // one row of the kernel's socket table as a process saw it (value: TcpState)
+  socket,
+  setsockopt,
+  getsockopt,
+  bind,
+  listen,
+  connect,
+  accept,
+  recv,
+  send,
+  shutdown,
+  close,
+  fork,
+  kill,
+  sendto,
+  recvfrom,
+  getsockname,
+  unshare,
+  sysctl,
+  pipe,
+  exited,
+  note,
+  // write: to a file of /proc (a namespace's uid_map); ioctl: an interface's flags (lo up);
+  // socket_table: one row of the kernel's socket table as a process saw it (value: its TcpState).
+  write,
+  ioctl,
+  socket_table
 };
 std::string_view call_name(Call call);
 
@@ -56,11 +77,10 @@ struct CallName {
     return *left == *right;
   }
   static consteval Call parse(const char* text) {
-    constexpr const char* kNames[] = {"socket", "setsockopt", "getsockopt", "bind",        "listen",
-                                      "connect", "accept",    "recv",       "send",        "shutdown",
-                                      "close",  "fork",       "kill",       "sendto",      "recvfrom",
-                                      "getsockname", "unshare", "sysctl",   "pipe",        "exited",
-                                      "note",   "write",      "ioctl",    "socket_table"};
+    constexpr const char* kNames[] = {"socket", "setsockopt", "getsockopt", "bind",        "listen",  "connect",
+                                      "accept", "recv",       "send",       "shutdown",    "close",   "fork",
+                                      "kill",   "sendto",     "recvfrom",   "getsockname", "unshare", "sysctl",
+                                      "pipe",   "exited",     "note",       "write",       "ioctl",   "socket_table"};
     for (int index = 0; index < static_cast<int>(std::size(kNames)); ++index) {
       if (same(text, kNames[index])) return static_cast<Call>(index);
     }
@@ -204,7 +224,13 @@ std::string_view evidence_words(Evidence evidence);
 // What the socket table held for the port just before the call that answers the step. It selects
 // the explanation; it is never printed as an outcome.
 enum class Situation {
-  any, unobserved, clean, listener, connection, time_wait, bound_only,
+  any,
+  unobserved,
+  clean,
+  listener,
+  connection,
+  time_wait,
+  bound_only,
   // Experiment-specific: what else the step saw that selects its explanation.
   all_in_time_wait,       // 13: every connection made left its client port in TIME_WAIT
   reused_time_wait_port,  // 13: the connect after the wait took a port still in TIME_WAIT
