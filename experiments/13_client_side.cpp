@@ -181,6 +181,18 @@ Observation run_exhaustion(Lab& lab, const std::string& tw_reuse, bool wait_and_
     observation = observed;
     observation.fact_text("first_failure", portreuse::outcome_name(portreuse::make_error(failure->error)));
   }
+  // The call that broke the scenario is the first failure other than the connect() the step is
+  // about (which fails by design once the ports run out).
+  if (observation.could_not_run) {
+    for (const auto& event : lab.events()) {
+      const bool expected = event.call == Call::connect && event.role == Role::client;
+      if (event.ok() || expected || event.call == Call::note || event.call == Call::exited) continue;
+      auto facts = std::move(observation.facts);
+      observation = lab.could_not_run("the scenario did not happen", event);
+      observation.facts = std::move(facts);
+      break;
+    }
+  }
   observation.fact_text("local_port_range", range);
   observation.fact("range_size", std::to_string(kRangeSize));
   observation.fact_text("tcp_tw_reuse", tw_reuse);

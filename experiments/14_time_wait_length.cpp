@@ -76,6 +76,7 @@ std::optional<Event> restart_into_time_wait(Lab& lab, Situation& left_behind) {
   you.must("kill", ::kill(server.pid(), SIGINT), "SIGINT (Ctrl+C) to the server");
   server.reap();
   left_behind = lab.show_sockets("what the kernel still holds for the port:");
+  lab.pause("the old server is gone; look at the port now: ss -tano state time-wait");
 
   lab.you("start the server again: a new process, no socket options");
   auto restarted = lab.spawn("server again", Role::server, [&](Trace& t) {
