@@ -121,8 +121,7 @@ const char* family_name(const Address& address) {
   return address.family == AF_INET6 ? "AF_INET6, SOCK_STREAM" : "AF_INET, SOCK_STREAM";
 }
 
-// One block: a first socket takes the port with `first`'s address, a second binds the same port
-// with `second`'s, both with the block's option; every pair of the six addresses.
+// One block: its option and the first socket's state, and the documented rule for its cells.
 class Block {
  public:
   Block(std::size_t sharing, std::size_t state)
@@ -131,69 +130,12 @@ class Block {
         sharing_index_(sharing),
         state_index_(state) {}
 
-  // One cell for real. Both sockets are closed before it returns; neither ever had a
-  // connection, so nothing stays behind on the port.
-  CellResult run_cell(Lab& lab, Trace& setup, Trace& answer, const Address& first, const Address& second,
-                      std::uint16_t port) const {
-    CellResult result;
-    result.port = port;
-    const int on = 1;
-    const auto options = [&](Trace& t, int fd, const Address& address) {
-      if (sharing_ == Sharing::reuse_address) {
-        t.call("setsockopt", ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on), "SO_REUSEADDR=1");
-      }
-      if (sharing_ == Sharing::reuse_port) {
-        t.call("setsockopt", ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on), "SO_REUSEPORT=1");
-      }
-      // Set either way, so that the sysctl net.ipv6.bindv6only does not redraw the map.
-      const int v6only = address.v6only ? 1 : 0;
-      if (address.family == AF_INET6) {
-        t.call("setsockopt", ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only),
-               v6only == 1 ? "IPV6_V6ONLY=1" : "IPV6_V6ONLY=0");
-      }
-    };
-    const auto failed = [&]() {
-      result.setup_failed = lab.events().back();  // the call just recorded
-      return result;
-    };
-
-    // The first socket takes the port (and listens, in the listening half).
-    const auto first_at = *Endpoint::parse(first.text, port);
-    const int held = setup.call("socket", ::socket(first.family, SOCK_STREAM, 0), family_name(first));
-    if (held < 0) return failed();
-    options(setup, held, first);
-    if (setup.call("bind", ::bind(held, first_at.raw(), first_at.raw_length()), first_at) != 0) {
-      failed();
-      setup.call("close", ::close(held));
-      return result;
-    }
-    if (state_ == FirstState::listening && setup.call("listen", ::listen(held, 8)) != 0) {
-      failed();
-      setup.call("close", ::close(held));
-      return result;
-    }
-
-    // The second socket binds the same port: its bind() is the cell's outcome.
-    const auto second_at = *Endpoint::parse(second.text, port);
-    const int other = setup.call("socket", ::socket(second.family, SOCK_STREAM, 0), family_name(second));
-    if (other < 0) {
-      failed();
-      setup.call("close", ::close(held));
-      return result;
-    }
-    options(setup, other, second);
-    answer.call("bind", ::bind(other, second_at.raw(), second_at.raw_length()), second_at);
-    result.answer = lab.events().back();
-    result.outcome = result.answer->error;
-    setup.call("close", ::close(other));
-    setup.call("close", ::close(held));
-    return result;
-  }
-
   [[nodiscard]] int documented(std::size_t first, std::size_t second) const {
     return documented_outcome(sharing_, state_, kAddressList[first], kAddressList[second]);
   }
   // "First socket listening (bind, then listen); SO_REUSEADDR on both"
+  [[nodiscard]] Sharing sharing() const { return sharing_; }
+  [[nodiscard]] bool listening() const { return state_ == FirstState::listening; }
   [[nodiscard]] std::string heading() const {
     return std::string(kStates[state_index_].heading) + "; " + kSharings[sharing_index_].shown +
            (sharing_ == Sharing::none ? "" : " on both");
@@ -307,6 +249,23 @@ Observation map_block(Lab& lab, std::size_t sharing, std::size_t state) {
   std::string port_note;
   std::uint16_t port = lab.port();  // free when the step started; no cell leaves anything on it
 
+  // The block's option on a socket, before its bind().
+  const int on = 1;
+  const auto set_options = [&](int fd, const Address& address) {
+    if (block.sharing() == Sharing::reuse_address) {
+      setup.call("setsockopt", ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on), "SO_REUSEADDR=1");
+    }
+    if (block.sharing() == Sharing::reuse_port) {
+      setup.call("setsockopt", ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on), "SO_REUSEPORT=1");
+    }
+    // Set either way, so that the sysctl net.ipv6.bindv6only does not redraw the map.
+    const int v6only = address.v6only ? 1 : 0;
+    if (address.family == AF_INET6) {
+      setup.call("setsockopt", ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only),
+                 v6only == 1 ? "IPV6_V6ONLY=1" : "IPV6_V6ONLY=0");
+    }
+  };
+
   Grid grid;
   const auto started = std::chrono::steady_clock::now();
   for (std::size_t first = 0; first < kAddresses; ++first) {
@@ -318,7 +277,47 @@ Observation map_block(Lab& lab, std::size_t sharing, std::size_t state) {
       }
       const auto& one = kAddressList[first];
       const auto& two = kAddressList[second];
-      cell = block.run_cell(lab, setup, answer, one, two, port);
+
+      // The cell for real, on a port. Both sockets are closed at the end; neither ever had a
+      // connection, so nothing stays behind on the port.
+      const auto bind_twice = [&](std::uint16_t on_port) {
+        CellResult result;
+        result.port = on_port;
+        const auto failed = [&] { result.setup_failed = lab.events().back(); };  // the call just made
+
+        // The first socket takes the port (and listens, in the listening half).
+        const auto first_at = *Endpoint::parse(one.text, on_port);
+        const int held = setup.call("socket", ::socket(one.family, SOCK_STREAM, 0), family_name(one));
+        if (held < 0) {
+          failed();
+          return result;
+        }
+        set_options(held, one);
+        if (setup.call("bind", ::bind(held, first_at.raw(), first_at.raw_length()), first_at) != 0 ||
+            (block.listening() && setup.call("listen", ::listen(held, 8)) != 0)) {
+          failed();
+          setup.call("close", ::close(held));
+          return result;
+        }
+
+        // The second socket binds the same port: its bind() is the cell's outcome.
+        const auto second_at = *Endpoint::parse(two.text, on_port);
+        const int other = setup.call("socket", ::socket(two.family, SOCK_STREAM, 0), family_name(two));
+        if (other < 0) {
+          failed();
+          setup.call("close", ::close(held));
+          return result;
+        }
+        set_options(other, two);
+        answer.call("bind", ::bind(other, second_at.raw(), second_at.raw_length()), second_at);
+        result.answer = lab.events().back();
+        result.outcome = result.answer->error;
+        setup.call("close", ::close(other));
+        setup.call("close", ::close(held));
+        return result;
+      };
+
+      cell = bind_twice(port);
       // Someone else's socket took the port meanwhile: move to a fresh one (up to three times).
       for (int tries = 0; tries < 3 && cell.setup_failed && cell.setup_failed->call == Call::bind &&
                           (cell.setup_failed->error == EADDRINUSE || cell.setup_failed->error == EACCES);
@@ -327,13 +326,13 @@ Observation map_block(Lab& lab, std::size_t sharing, std::size_t state) {
         if (!fresh) break;
         port_note = "port " + std::to_string(port) + " was taken during the step; later cells use fresh ports";
         port = *fresh;
-        cell = block.run_cell(lab, setup, answer, one, two, port);
+        cell = bind_twice(port);
       }
       // A cell that differs from the documented rule is repeated once on a fresh port, so that a
       // socket of some other program cannot pass for the kernel's rule; both outcomes are kept.
       if (cell.outcome && *cell.outcome != block.documented(first, second)) {
         if (auto fresh = lab.fresh_port()) {
-          auto repeated = block.run_cell(lab, setup, answer, one, two, *fresh);
+          auto repeated = bind_twice(*fresh);
           if (repeated.outcome) {
             repeated.first_try = cell.outcome;
             cell = repeated;
