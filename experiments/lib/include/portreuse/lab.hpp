@@ -231,6 +231,20 @@ enum class Situation {
   connection,
   time_wait,
   bound_only,
+  // Where connections went when two sockets listen on one port (06, 07): each to the socket
+  // bound to the address it was sent to (or the wildcard when none is), or otherwise.
+  each_reached_its_own,
+  most_specific_wins,
+  other_delivery,
+  // Which calls came before the answer (07, 08).
+  first_listening,
+  second_bind_refused,
+  // Whether a connection with the new one's four numbers already existed (08).
+  tuple_taken,
+  tuple_free,
+  // The IPv6 socket's IPV6_V6ONLY, read back and confirmed by where an IPv4 client went (11).
+  dual_stack,
+  v6_only,
   // Experiment-specific: what else the step saw that selects its explanation.
   all_in_time_wait,       // 13: every connection made left its client port in TIME_WAIT
   reused_time_wait_port,  // 13: the connect after the wait took a port still in TIME_WAIT
@@ -265,9 +279,9 @@ struct Observation {
     facts.emplace_back(std::move(key), std::move(json_text));
     return *this;
   }
-  // A string member: the text, quoted for JSON.
-  Observation& fact_text(std::string key, std::string_view text);
   [[nodiscard]] std::optional<std::string> fact(std::string_view key) const;
+  // A fact that is plain text: quoted and escaped for JSON here.
+  Observation& fact_text(std::string key, std::string_view text);
 };
 
 class Lab {
@@ -301,6 +315,12 @@ class Lab {
   // Prints the sockets with the port at either end, as the kernel lists them now (after letting
   // passing closing states settle), and records what was seen: TIME_WAIT, listener, ...
   Situation show_sockets(std::string_view caption, Transport transport = Transport::tcp);
+  // The same for another port than the step's (a client's local port, a second server's).
+  Situation show_sockets(std::string_view caption, std::uint16_t port, Transport transport = Transport::tcp);
+  // The rows the last show_sockets() listed; nullptr when it could not read the table.
+  [[nodiscard]] const std::vector<SocketEntry>* shown_sockets() const noexcept;
+  // The same rows as a JSON array of their texts; null when the table could not be read.
+  [[nodiscard]] std::string shown_sockets_json() const;
   // The TIME_WAIT rows of this step's port, with whose they are and the time left; adds facts.
   void report_time_waits(Observation& observation);
 
@@ -349,6 +369,8 @@ class Lab {
   std::set<Evidence> seen_;
   std::set<int> owned_;  // descriptors the step opened; closed when it ends
   std::vector<SocketEntry> last_table_;
+  bool last_table_read_ = false;          // whether last_table_ comes from a table that could be read
+  std::optional<std::size_t> broken_at_;  // the failed event a must() (or spawn) stopped the step on
 };
 
 // --- The experiment's table of claims, below its code ---------------------------------------
