@@ -119,6 +119,9 @@ std::string_view call_name(Call call) {
     case Call::setgroups: return "setgroups";
     case Call::setgid: return "setgid";
     case Call::setuid: return "setuid";
+    case Call::write: return "write";
+    case Call::ioctl: return "ioctl";
+    case Call::socket_table: return "socket_table";
   }
   return "?";
 }
@@ -126,6 +129,7 @@ std::string_view call_name(Call call) {
 std::string Event::text() const {
   if (call == Call::note) return printable(detail);
   if (call == Call::exited) return printable(detail);
+  if (call == Call::socket_table && error == 0) return printable(detail);
   std::string shown(call_name(call));
   if (!detail.empty()) shown += " " + printable(detail);
   if (error != 0) return shown + " -> " + describe_outcome(make_error(error));
@@ -213,8 +217,34 @@ void Trace::wait_for_signal() {
   for (;;) ::pause();  // the child's lifetime alarm ends it at the latest
 }
 
+Trace Trace::alongside(std::string actor, Role role) const {
+  Trace other(lab_, pipe_fd_, std::move(actor), role);
+  other.origin_ = origin_;
+  return other;
+}
+
+void Trace::report_sockets(std::uint16_t port, Transport transport) {
+  const auto table = read_socket_table(transport);
+  if (!table) {
+    Event event;
+    event.call = Call::socket_table;
+    event.value = -1;
+    event.error = table.error().value();
+    event.detail = "of this network namespace";
+    record(std::move(event));
+    return;
+  }
+  for (const auto& entry : involving_port(*table, port)) {
+    Event event;
+    event.call = Call::socket_table;
+    event.value = static_cast<long>(entry.state);
+    event.detail = entry.describe();
+    record(std::move(event));
+  }
+}
+
 void Trace::record(Event event) {
-  if (quiet_ && event.error == 0 && event.value >= 0) event.quiet = true;
+  if (silent_ || (quiet_ && event.error == 0 && event.value >= 0)) event.quiet = true;
   if (event.pid == 0) event.pid = ::getpid();
   if (event.at == 0) event.at = Returned::now_ns();
   event.role = role_;
@@ -402,6 +432,10 @@ void Lab::remember(Event event) {
     if (event.call == Call::listen) seen_.insert(Evidence::listening);
     if (event.call == Call::accept) seen_.insert(Evidence::accepted);
     if (event.call == Call::fork && event.value > 0) seen_.insert(Evidence::forked);
+    if (event.call == Call::socket_table) {
+      seen_.insert(Evidence::table_read);
+      if (event.value == static_cast<long>(TcpState::time_wait)) seen_.insert(Evidence::time_wait_seen);
+    }
     if (event.call == Call::recv && event.value == 0) {
       if (event.role == Role::client) seen_.insert(Evidence::server_closed_first);
       if (event.role == Role::server) seen_.insert(Evidence::client_closed_first);
@@ -625,6 +659,25 @@ Observation Lab::could_not_run(std::string_view what_was_missing) {
   return observation;
 }
 
+Observation Lab::could_not_run(std::string_view what_was_missing, const Event& failed) {
+  pump(Millis(0));
+  Observation observation;
+  observation.call = failed.call;
+  observation.could_not_run = std::string(what_was_missing) + ": " + std::string(call_name(failed.call)) +
+                              (failed.detail.empty() ? "" : " " + printable(failed.detail)) + " (" + failed.actor +
+                              ") returned " + describe_outcome(make_error(failed.error));
+  return observation;
+}
+
+std::optional<double> Lab::time_wait_seconds_left() const {
+  std::optional<double> longest;
+  for (const auto& entry : last_table_) {
+    if (!entry.is(TcpState::time_wait) || entry.local.port() != port_) continue;
+    if (!longest || entry.timer_seconds > *longest) longest = entry.timer_seconds;
+  }
+  return longest;
+}
+
 Observation Lab::observe(const std::optional<Event>& answer, std::initializer_list<Evidence> needs,
                          Situation situation) {
   pump(Millis(0));
@@ -680,6 +733,20 @@ std::string_view situation_key(Situation situation) {
     case Situation::all_to_first: return "all-to-first";
     case Situation::all_to_second: return "all-to-second";
     case Situation::none_arrived: return "none-arrived";
+    case Situation::all_in_time_wait: return "all-in-time-wait";
+    case Situation::reused_time_wait_port: return "reused-time-wait-port";
+    case Situation::new_port: return "new-port";
+    case Situation::never_exhausted: return "never-exhausted";
+    case Situation::timer_within_a_minute: return "timer-within-a-minute";
+    case Situation::timer_beyond_a_minute: return "timer-beyond-a-minute";
+    case Situation::under_a_minute: return "under-a-minute";
+    case Situation::about_a_minute: return "about-a-minute";
+    case Situation::over_a_minute: return "over-a-minute";
+    case Situation::never_held: return "never-held";
+    case Situation::still_held: return "still-held";
+    case Situation::cells_as_documented: return "cells-as-documented";
+    case Situation::cells_differ: return "cells-differ";
+    case Situation::cells_skipped: return "cells-skipped";
   }
   return "?";
 }

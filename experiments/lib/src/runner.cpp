@@ -54,8 +54,10 @@ std::string verdict_words(Verdict verdict, Said said) {
   return "?";
 }
 
-Verdict judge(int observed, const Step& step) {
-  if (observed == step.claimed) return Verdict::holds;
+// The outcome must be the claimed one, and the rest of the claim (a length, a grid) must have
+// been seen to hold when the step checked it.
+Verdict judge(const Observation& observation, const Step& step) {
+  if (observation.outcome == step.claimed && observation.detail_holds.value_or(true)) return Verdict::holds;
   return step.elsewhere.empty() ? Verdict::does_not_hold : Verdict::depends_on_platform;
 }
 
@@ -277,7 +279,7 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
       continue;
     }
     const std::string observed = outcome_name(make_error(observation.outcome));
-    const Verdict verdict = judge(observation.outcome, step);
+    const Verdict verdict = judge(observation, step);
     const std::string explanation = choose_explanation(step, observation.outcome, observation.situation);
     const bool as_expected = expected && expected->outcome == observation.outcome && expected->call == observation.call;
 

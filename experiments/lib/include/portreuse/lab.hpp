@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "portreuse/child.hpp"
+#include "portreuse/json.hpp"  // facts: JsonObject, json_array
 #include "portreuse/narrator.hpp"
 #include "portreuse/net.hpp"
 #include "portreuse/socket_table.hpp"
@@ -38,7 +39,10 @@ namespace portreuse::lab {
 enum class Call {
   socket, setsockopt, getsockopt, bind, listen, connect, accept, recv, send, shutdown, close,
   fork, kill, sendto, recvfrom, getsockname, unshare, sysctl, pipe, exited, note,
-  setgroups, setgid, setuid  // a child that drops root's rights (09: another user's socket)
+  setgroups, setgid, setuid,  // a child that drops root's rights (09: another user's socket)
+  // write: to a file of /proc (a namespace's uid_map); ioctl: an interface's flags (lo up);
+  // socket_table: one row of the kernel's socket table as a process saw it (value: its TcpState).
+  write, ioctl, socket_table
 };
 std::string_view call_name(Call call);
 
@@ -53,11 +57,11 @@ struct CallName {
     return *left == *right;
   }
   static consteval Call parse(const char* text) {
-    constexpr const char* kNames[] = {"socket", "setsockopt", "getsockopt", "bind",        "listen",
-                                      "connect", "accept",    "recv",       "send",        "shutdown",
-                                      "close",  "fork",       "kill",       "sendto",      "recvfrom",
-                                      "getsockname", "unshare", "sysctl",   "pipe",        "exited",
-                                      "note",   "setgroups",  "setgid",   "setuid"};
+    constexpr const char* kNames[] = {"socket",      "setsockopt", "getsockopt", "bind",  "listen",   "connect",
+                                      "accept",      "recv",       "send",       "shutdown", "close", "fork",
+                                      "kill",        "sendto",     "recvfrom",   "getsockname", "unshare", "sysctl",
+                                      "pipe",        "exited",     "note",       "setgroups", "setgid", "setuid",
+                                      "write",       "ioctl",      "socket_table"};
     for (int index = 0; index < static_cast<int>(std::size(kNames)); ++index) {
       if (same(text, kNames[index])) return static_cast<Call>(index);
     }
@@ -130,10 +134,23 @@ class Trace {
 
   [[nodiscard]] const std::string& actor() const noexcept { return actor_; }
   [[nodiscard]] Role role() const noexcept { return role_; }
+  // Another actor in the same process, reporting over the same channel: a server and its
+  // clients in one network namespace.
+  [[nodiscard]] Trace alongside(std::string actor, Role role) const;
+  // Reads the kernel's socket table as this process sees it (in a namespace: the namespace's)
+  // and records each row with the port at either end as a socket_table event whose value is
+  // its TcpState; a table that cannot be read is recorded as that call's failure.
+  void report_sockets(std::uint16_t port, Transport transport = Transport::tcp);
   // A quiet trace (many clients in a loop) records failures and evidence but prints and lists
   // only the failures; the experiment narrates the totals itself.
   Trace& quiet() noexcept {
     quiet_ = true;
+    return *this;
+  }
+  // A silent trace records everything, failures too, without printing or listing it: for one
+  // call repeated hundreds of times whose last result the experiment reports itself.
+  Trace& silent() noexcept {
+    silent_ = true;
     return *this;
   }
 
@@ -149,6 +166,7 @@ class Trace {
   int origin_ = 0;
   bool quiet_ = false;
   std::int64_t last_at_ = 0;  // when this actor's previous call returned
+  bool silent_ = false;
 };
 
 // A child process running one actor's code, always reaped.
@@ -224,6 +242,21 @@ enum class Situation {
   all_to_first,       // every datagram went to the socket bound first (12)
   all_to_second,      // ... to the socket bound second
   none_arrived,       // no datagram arrived within the deadline
+  // Experiment-specific: what else the step saw that selects its explanation.
+  all_in_time_wait,       // 13: every connection made left its client port in TIME_WAIT
+  reused_time_wait_port,  // 13: the connect after the wait took a port still in TIME_WAIT
+  new_port,               // 13: ... took a port that was not in TIME_WAIT
+  never_exhausted,        // 13: the ports never ran out
+  timer_within_a_minute,  // 14: the TIME_WAIT timer read at most 60 s
+  timer_beyond_a_minute,  // 14: ... more than 60 s
+  under_a_minute,         // 14: the port was free again in less than 55 s
+  about_a_minute,         // 14: ... in 55 to 70 s
+  over_a_minute,          // 14: ... later than 70 s
+  never_held,             // 14: the restart bound at once
+  still_held,             // 14: still refused when the program gave up
+  cells_as_documented,    // 15: every cell of the block gave the documented outcome
+  cells_differ,           // 15: some cells differ from the documented rule
+  cells_skipped,          // 15: the cells that ran are as documented; some could not run (no IPv6)
 };
 std::string_view situation_key(Situation situation);  // "time-wait", as in the JSON
 
@@ -235,6 +268,9 @@ struct Observation {
   std::vector<std::pair<std::string, std::string>> facts;  // extra JSON members: key, JSON text
   std::optional<std::string> could_not_run;               // the call that failed and its errno
   std::optional<std::string> skipped;                     // the system cannot run it: why
+  // The part of the claim the outcome alone cannot show (how long, a whole grid): whether it was
+  // observed to hold. A verdict of "holds" needs the outcome and this; nullopt: nothing more.
+  std::optional<bool> detail_holds;
 
   Observation& fact(std::string key, std::string json_text) {
     facts.emplace_back(std::move(key), std::move(json_text));
@@ -298,6 +334,11 @@ class Lab {
   Observation skip(CallName call, std::string why);
   // Could not run: names the first call that failed in this step, or what was missing.
   Observation could_not_run(std::string_view what_was_missing);
+  // The same, naming this failed call (when an earlier failure was part of the scenario).
+  Observation could_not_run(std::string_view what_was_missing, const Event& failed);
+  // The longest timer of a TIME_WAIT bound to the step's port in the table show_sockets last
+  // listed; nullopt when it listed none.
+  [[nodiscard]] std::optional<double> time_wait_seconds_left() const;
   [[nodiscard]] bool saw(Evidence evidence) const;
   [[nodiscard]] const std::vector<Event>& events() const noexcept { return events_; }
   // The events as a JSON array of their texts, for the step's record.
@@ -373,6 +414,18 @@ struct Expected {
   int outcome;
 };
 std::optional<Expected> expected_outcome(std::string_view number, std::string_view step_id);
+
+// --- Private network namespaces (Linux) ------------------------------------------------------
+
+// For the body of a spawned child: unshare(CLONE_NEWUSER | CLONE_NEWNET), map this user to root
+// inside (/proc/self/uid_map), bring lo up, and write the sysctls there, in order
+// ({"net.ipv4.tcp_tw_reuse", "0"}); each step is recorded on `t`. The host's settings are never
+// touched: no sysctl is written unless the process is seen in a new network namespace. When a
+// call fails it is recorded and ScenarioBroke thrown (unshare fails when this user may not create
+// namespaces: that event tells the parent why the step cannot run here).
+void enter_private_network(Trace& t, const std::vector<std::pair<std::string, std::string>>& sysctls);
+// A sysctl's value as this process sees it ("net.ipv4.tcp_tw_reuse" -> "2"); nullopt when absent.
+std::optional<std::string> sysctl_value(std::string_view name);
 
 // Parses the common flags, runs the steps, prints narration or JSON Lines. `number` is the
 // experiment's manifest number (PORTREUSE_EXPERIMENT, set by CMake).
