@@ -14,6 +14,7 @@
 
 #include "portreuse/json.hpp"
 #include "portreuse/ports.hpp"
+#include "portreuse/wire.hpp"
 
 namespace portreuse::lab {
 namespace {
@@ -404,7 +405,9 @@ void Lab::own_descriptor(int fd) {
 }
 
 Result<std::uint16_t> Lab::fresh_port() const {
-  return free_tcp_port();
+  auto port = free_tcp_port();
+  if (port && wire_) wire_->ports.insert(*port);  // the step's port too: its segments are in the ladder
+  return port;
 }
 
 Observation Lab::skip(CallName call, std::string why) {
@@ -435,6 +438,7 @@ Situation Lab::show_sockets(std::string_view caption, Transport transport) {
     last_table_.clear();
     return Situation::unobserved;
   }
+  show_segments();  // what went over the wire to bring the sockets where the table shows them
   seen_.insert(Evidence::table_read);
   last_table_ = involving_port(*table, port_);
   std::vector<std::string> rows;
@@ -487,6 +491,50 @@ void Lab::report_time_waits(Observation& observation) {
   observation.fact("time_wait_side", json_quote(side));
   observation.fact("time_wait_seconds_left", longest ? seconds_text(longest->timer_seconds) : "null");
   observation.fact("time_wait_holds_port", longest ? std::to_string(longest->local.port()) : "null");
+}
+
+void Lab::record_wire(wire::Wire& wire) {
+  wire_ = std::make_unique<wire::StepWire>();
+  wire_->wire = &wire;
+  wire_->ports.insert(port_);
+}
+
+void Lab::show_segments() {
+  if (!wire_ || !wire_->wire->capturing()) return;
+  pump(Millis(0));
+  unsigned dropped = 0;
+  const auto segments = wire_->wire->drain(wire_->ports, dropped);
+  auto rows = wire_->ladder.rows(segments, wire_->ports);
+  if (!wire_->wire->ladder() || (rows.empty() && dropped == 0)) return;
+  // A step with many connections shows its first segments only; the pcap file has them all.
+  constexpr std::size_t kMostRows = 40;
+  if (rows.size() > kMostRows) {
+    const auto more = rows.size() - kMostRows + 1;
+    rows.resize(kMostRows - 1);
+    rows.push_back("(" + std::to_string(more) + " more rows not shown)");
+  }
+  if (dropped > 0) {
+    rows.push_back("(" + std::to_string(dropped) + " frames lost: the capture buffer was full)");
+  }
+  // The narrator keeps a row's columns only when it fits under the text; equal widths keep
+  // the ladder's rows together wherever they go.
+  std::size_t widest = 0;
+  for (const auto& row : rows) widest = std::max(widest, row.size());
+  for (auto& row : rows) row.resize(widest, ' ');
+  narrator_.table("wire", wire_->shown ? "the segments since then:" : "the segments on lo (AF_PACKET capture):", rows);
+  wire_->shown = true;
+}
+
+void Lab::report_segments(Observation& observation) {
+  if (!wire_) return;
+  if (const auto& missing = wire_->wire->missing(); missing && !wire_->wire->capturing()) {
+    narrator_.line("wire", "no ladder: " + *missing);
+    observation.fact("segments", "null");
+    observation.fact("ladder_missing", json_quote(*missing));
+    return;
+  }
+  show_segments();
+  observation.fact("segments", json_string_array(wire_->ladder.flags()));
 }
 
 bool Lab::saw(Evidence evidence) const {

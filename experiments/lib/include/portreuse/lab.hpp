@@ -31,6 +31,11 @@
 #include "portreuse/net.hpp"
 #include "portreuse/socket_table.hpp"
 
+namespace portreuse::wire {
+class Wire;
+struct StepWire;
+}  // namespace portreuse::wire
+
 namespace portreuse::lab {
 
 // The calls a trace records. Written in experiments as string literals ("bind"); the conversion
@@ -255,6 +260,15 @@ class Lab {
   // The last event of this call and role, if any.
   [[nodiscard]] const Event* last(Call call, Role role) const;
 
+  // Packet ladders (the runner's --ladder and --pcap): the run's capture on the private
+  // namespace's lo. From then on show_sockets first shows the segments of the step's ports since
+  // the last look, and so does show_segments.
+  void record_wire(wire::Wire& wire);
+  void show_segments();
+  // At the end of the step: the last segments, and the "segments" fact ("client SYN", "server
+  // FIN ACK", ...), or "ladder_missing" with the reason there is no capture.
+  void report_segments(Observation& observation);
+
  private:
   friend class Trace;
   friend class Process;
@@ -278,6 +292,7 @@ class Lab {
   std::set<Evidence> seen_;
   std::set<int> owned_;  // descriptors the step opened; closed when it ends
   std::vector<SocketEntry> last_table_;
+  std::unique_ptr<wire::StepWire> wire_;  // with --ladder or --pcap
 };
 
 // --- The experiment's table of claims, below its code ---------------------------------------
