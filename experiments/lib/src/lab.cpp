@@ -516,11 +516,14 @@ void Lab::show_segments() {
   if (dropped > 0) {
     rows.push_back("(" + std::to_string(dropped) + " frames lost: the capture buffer was full)");
   }
-  // The narrator keeps a row's columns only when it fits under the text; equal widths keep
-  // the ladder's rows together wherever they go.
+  // The narrator puts a row under the text when it fits there (60 columns), else further left:
+  // when one row is too wide, equal widths keep the ladder's rows together.
+  constexpr std::size_t kUnderText = 60;
   std::size_t widest = 0;
   for (const auto& row : rows) widest = std::max(widest, row.size());
-  for (auto& row : rows) row.resize(widest, ' ');
+  if (widest > kUnderText) {
+    for (auto& row : rows) row.resize(widest, ' ');
+  }
   narrator_.table("wire", wire_->shown ? "the segments since then:" : "the segments on lo (AF_PACKET capture):", rows);
   wire_->shown = true;
 }

@@ -72,8 +72,7 @@ std::optional<std::string> enter_private_network() {
   const auto gid = ::getegid();
   if (::unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0) {
     return "unshare(CLONE_NEWUSER | CLONE_NEWNET) returned " + describe_outcome(last_error()) +
-           ": this system does not let this user create namespaces (see "
-           "/proc/sys/user/max_user_namespaces, or a container's seccomp profile)";
+           ": this user may not create namespaces here (user.max_user_namespaces, or a seccomp profile)";
   }
   // The same uid and gid inside as outside: the experiments see the user they run as (one that
   // checks for root still finds none), while this process holds the new namespace's
@@ -291,7 +290,7 @@ Result<Wire> Wire::prepare(const std::optional<std::string>& pcap_path, bool lad
 
 void Wire::start() {
   if (auto why = enter_private_network()) {
-    missing_ = "no private network namespace: " + *why + "; the step ran in this system's own network";
+    missing_ = *why + "; the steps ran as usual, in this system's own network";
     return;
   }
   auto capture = Capture::open_loopback();
