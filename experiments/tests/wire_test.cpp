@@ -1,6 +1,8 @@
 // Packet ladders: the segments a step captured on the private namespace's lo tell the same story
 // as its calls and its socket table (who sent the first FIN, who holds the TIME_WAIT), a pcap file
 // holds the same flags for tcpdump, and a system without namespaces still runs the step.
+#include "portreuse/wire.hpp"
+
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -19,7 +21,6 @@
 
 #include "portreuse/json.hpp"
 #include "portreuse/socket_table.hpp"
-#include "portreuse/wire.hpp"
 #include "test_support.hpp"
 
 namespace portreuse::testing {
@@ -192,7 +193,8 @@ TEST_CASE("wire: a pcap written by --pcap shows tcpdump the flags the ladder pri
     CHECK(tcpdump_flags(letters) == ladder[index].flags);
     // The sender: the server's segments leave from the step's port.
     const auto sender = line.substr(0, line.find(" > "));
-    const bool from_server = sender.size() > port.size() && sender.compare(sender.size() - port.size(), port.size(), port) == 0;
+    const bool from_server =
+        sender.size() > port.size() && sender.compare(sender.size() - port.size(), port.size(), port) == 0;
     CHECK((from_server ? "server" : "client") == ladder[index].side);
     ++index;
   }
@@ -208,15 +210,15 @@ TEST_CASE("wire: without namespaces the step runs as usual and says why there is
     WARN_MESSAGE(false, "no unshare(1) here: the refusal was not tried");
     return;
   }
-  const auto probe = run_command({*unshare, "-Ur", *shell, "-c", "echo 0 > /proc/sys/user/max_user_namespaces"},
-                                 Millis(5000));
+  const auto probe =
+      run_command({*unshare, "-Ur", *shell, "-c", "echo 0 > /proc/sys/user/max_user_namespaces"}, Millis(5000));
   if (!probe || !probe->status.exited || probe->status.code != 0) {
     WARN_MESSAGE(false, "cannot make a namespace that refuses namespaces here: not tried");
     return;
   }
-  const auto result = run_program({*unshare, "-Ur", *shell, "-c",
-                                   "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$0\" --json --ladder",
-                                   program_path("02")});
+  const auto result =
+      run_program({*unshare, "-Ur", *shell, "-c",
+                   "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$0\" --json --ladder", program_path("02")});
   INFO("stderr: " << result.err);
   REQUIRE(result.status.exited);
   CHECK(result.status.code == 0);
@@ -286,7 +288,8 @@ Closing client_closes(bool abortive) {
       if (!read) return 1;
       table = involving_port(*read, port);
       bool settled = true;
-      for (const auto& entry : table) settled = settled && !entry.is(TcpState::last_ack) && !entry.is(TcpState::fin_wait1);
+      for (const auto& entry : table)
+        settled = settled && !entry.is(TcpState::last_ack) && !entry.is(TcpState::fin_wait1);
       if (settled) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
@@ -348,7 +351,7 @@ TEST_CASE("wire: the client that closes first sends the first FIN and keeps the 
   CHECK_FALSE(any_with(closing.sent, wire::rst));
 }
 
-TEST_CASE("wire: SO_LINGER {1, 0} sends a RST and no FIN, and leaves no TIME_WAIT") {
+TEST_CASE("wire: an abortive close (SO_LINGER on with 0 s) sends a RST and no FIN and leaves no TIME_WAIT") {
   const auto closing = client_closes(true);
   if (closing.skipped) {
     WARN_MESSAGE(false, "no capture here: " << *closing.skipped);

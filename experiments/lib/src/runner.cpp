@@ -158,7 +158,8 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
     const auto pcap_path = args.value("--pcap");
     auto prepared = wire::Wire::prepare(pcap_path, args.has("--ladder"));
     if (!prepared) {
-      return cli.usage_error("cannot write to '" + pcap_path.value_or("") + "' (" + describe_outcome(prepared.error()) + ")");
+      return cli.usage_error("cannot write to '" + pcap_path.value_or("") + "' (" + describe_outcome(prepared.error()) +
+                             ")");
     }
     wire = std::move(*prepared);
     wire->start();
@@ -174,9 +175,11 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
   narrator.banner(entry->number, entry->title);
   narrator.paragraph("", experiment.summary, Tone::dim);
   if (wire && wire->capturing() && step_mode) {
-    narrator.paragraph("Ladder:", "this run's sockets live in a private network namespace; to look at them from "
-                       "another terminal: nsenter -t " + std::to_string(::getpid()) +
-                       " -U -n --preserve-credentials ss -tan", Tone::note);
+    narrator.paragraph("Ladder:",
+                       "this run's sockets live in a private network namespace; another terminal sees "
+                       "them with:",
+                       Tone::note);
+    narrator.paragraph("", "  nsenter -t " + std::to_string(::getpid()) + " -U -n --preserve-credentials ss -tan");
   }
   bool every_step_ran = true;
   for (const auto& step : experiment.steps) {

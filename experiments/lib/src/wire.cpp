@@ -96,14 +96,8 @@ std::optional<std::string> enter_private_network() {
 
 std::string flag_words(std::uint8_t flags) {
   // The order people say them: SYN ACK, FIN ACK, PSH ACK, RST ACK.
-  constexpr std::array<std::pair<std::uint8_t, const char*>, 8> kWords{{{syn, "SYN"},
-                                                                        {fin, "FIN"},
-                                                                        {rst, "RST"},
-                                                                        {psh, "PSH"},
-                                                                        {urg, "URG"},
-                                                                        {ack, "ACK"},
-                                                                        {ece, "ECE"},
-                                                                        {cwr, "CWR"}}};
+  constexpr std::array<std::pair<std::uint8_t, const char*>, 8> kWords{
+      {{syn, "SYN"}, {fin, "FIN"}, {rst, "RST"}, {psh, "PSH"}, {urg, "URG"}, {ack, "ACK"}, {ece, "ECE"}, {cwr, "CWR"}}};
   std::string words;
   for (const auto& [bit, word] : kWords) {
     if ((flags & bit) != 0) words += (words.empty() ? "" : " ") + std::string(word);
@@ -161,7 +155,10 @@ Result<Capture> Capture::open_loopback() {
 #ifndef __linux__
   return make_error(ENOSYS);
 #else
-  UniqueFd fd(::socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(ETH_P_ALL)));
+  // Protocol 0: the socket receives nothing until bind() names lo and ETH_P_ALL. Created with
+  // ETH_P_ALL it would listen on every interface at once, and bind() would first have to unhook
+  // it again, waiting for an RCU grace period (milliseconds).
+  UniqueFd fd(::socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) return last_error();
   // Bounded: a step that floods the loopback loses frames (counted by dropped()), never memory.
   const int buffer = 1 << 20;
@@ -295,7 +292,7 @@ void Wire::start() {
   }
   auto capture = Capture::open_loopback();
   if (!capture) {
-    missing_ = "socket(AF_PACKET, SOCK_RAW, ETH_P_ALL) bound to lo returned " + describe_outcome(capture.error());
+    missing_ = "an AF_PACKET socket bound to lo (ETH_P_ALL) returned " + describe_outcome(capture.error());
     return;
   }
   capture_ = std::move(*capture);
@@ -332,7 +329,8 @@ std::string arrow(const std::string& label, bool to_server) {
 }
 
 double milliseconds_between(const timeval& from, const timeval& to) {
-  return static_cast<double>(to.tv_sec - from.tv_sec) * 1000.0 + static_cast<double>(to.tv_usec - from.tv_usec) / 1000.0;
+  return static_cast<double>(to.tv_sec - from.tv_sec) * 1000.0 +
+         static_cast<double>(to.tv_usec - from.tv_usec) / 1000.0;
 }
 
 }  // namespace
@@ -372,8 +370,8 @@ std::vector<std::string> Ladder::rows(const std::vector<Segment>& segments, cons
     const std::size_t index = connection_of(segment, ports, from_client);
     auto& connection = connections_[index];
     if (!last_shown_ || *last_shown_ != index) {
-      const std::string left = std::string(kTimeWidth - 2, ' ') + "ms  client " +
-                               endpoint_text(connection.client, connection.client_port);
+      const std::string left =
+          std::string(kTimeWidth - 2, ' ') + "ms  client " + endpoint_text(connection.client, connection.client_port);
       const std::string right = "server " + endpoint_text(connection.server, connection.server_port);
       const std::size_t end = kTimeWidth + 2 + kArrowWidth;
       const std::size_t gap = end > left.size() + right.size() + 2 ? end - left.size() - right.size() : 2;
@@ -389,8 +387,8 @@ std::vector<std::string> Ladder::rows(const std::vector<Segment>& segments, cons
     std::array<char, 16> time{};
     std::snprintf(time.data(), time.size(), "%*.3f", static_cast<int>(kTimeWidth),
                   milliseconds_between(*first_, segment.when));
-    std::string row = std::string(time.data()) + "  " + arrow(label, from_client) + "  seq " +
-                      std::to_string(segment.seq - *own);
+    std::string row =
+        std::string(time.data()) + "  " + arrow(label, from_client) + "  seq " + std::to_string(segment.seq - *own);
     if ((segment.flags & ack) != 0) row += " ack " + std::to_string(segment.ack - *other);
     if (segment.payload > 0) row += " len " + std::to_string(segment.payload);
     shown.push_back(std::move(row));

@@ -32,14 +32,23 @@ namespace portreuse::wire {
 std::optional<std::string> enter_private_network();
 
 // TCP flag bits as they are in the header's 13th byte.
-enum Flag : std::uint8_t { fin = 0x01, syn = 0x02, rst = 0x04, psh = 0x08, ack = 0x10, urg = 0x20, ece = 0x40, cwr = 0x80 };
+enum Flag : std::uint8_t {
+  fin = 0x01,
+  syn = 0x02,
+  rst = 0x04,
+  psh = 0x08,
+  ack = 0x10,
+  urg = 0x20,
+  ece = 0x40,
+  cwr = 0x80
+};
 // "SYN ACK", "FIN ACK", "RST": the set bits in the order people say them.
 std::string flag_words(std::uint8_t flags);
 
 // One TCP segment seen on `lo`, as the kernel sent it.
 struct Segment {
   timeval when{};
-  std::string source;       // "127.0.0.1", "::1"
+  std::string source;  // "127.0.0.1", "::1"
   std::string destination;
   std::uint16_t source_port = 0;
   std::uint16_t destination_port = 0;
