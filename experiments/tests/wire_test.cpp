@@ -229,6 +229,14 @@ TEST_CASE("wire: without namespaces the step runs as usual and says why there is
   CHECK(record->at("ladder_missing").find("unshare(CLONE_NEWUSER | CLONE_NEWNET) returned") != std::string::npos);
 }
 
+TEST_CASE("wire: a pcap path that cannot be written is bad input") {
+  const auto result = run_program({program_path("02"), "--pcap", "/nonexistent-folder/run.pcap"});
+  REQUIRE(result.status.exited);
+  CHECK(result.status.code == 2);
+  CHECK(result.err.find("cannot write to '/nonexistent-folder/run.pcap': ENOENT") != std::string::npos);
+  CHECK(result.out.empty());
+}
+
 // ---- A small scenario of our own, on the library: who closes, what goes on the wire ---------
 
 struct Closing {

@@ -124,8 +124,8 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
       {"--no-color", "", "no colours (also when NO_COLOR is set or output is not a terminal)"},
       {"--step", "", "pause before each step and at its key moments, and wait for Enter"},
       {"--record", "FILE", "also append the JSON Lines to FILE (run-all's summary reads it)"},
-      {"--ladder", "", "run in a private network namespace and show each step's TCP segments"},
-      {"--pcap", "FILE", "also write those segments to FILE, for tcpdump -r or Wireshark"}};
+      {"--ladder", "", "show each step's TCP segments (private network namespace)"},
+      {"--pcap", "FILE", "write those segments to FILE (tcpdump -r FILE, Wireshark)"}};
   if (has_long_steps) options.push_back({"--long", "", "also run the steps that take longer than a moment"});
   const CommandLine cli(
       program,
@@ -158,8 +158,7 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
     const auto pcap_path = args.value("--pcap");
     auto prepared = wire::Wire::prepare(pcap_path, args.has("--ladder"));
     if (!prepared) {
-      return cli.usage_error("cannot write to '" + pcap_path.value_or("") + "' (" + describe_outcome(prepared.error()) +
-                             ")");
+      return cli.usage_error("cannot write to '" + pcap_path.value_or("") + "': " + describe_outcome(prepared.error()));
     }
     wire = std::move(*prepared);
     wire->start();
