@@ -530,7 +530,7 @@ void Lab::show_segments() {
 
 void Lab::report_segments(Observation& observation) {
   if (!wire_) return;
-  if (const auto& missing = wire_->wire->missing(); missing && !wire_->wire->capturing()) {
+  if (const auto& missing = wire_->wire->missing()) {
     narrator_.line("wire", "no ladder: " + *missing);
     observation.fact("segments", "null");
     observation.fact("ladder_missing", json_quote(*missing));
@@ -538,6 +538,10 @@ void Lab::report_segments(Observation& observation) {
   }
   show_segments();
   observation.fact("segments", json_string_array(wire_->ladder.flags()));
+  if (const auto& problem = wire_->wire->pcap_problem()) {
+    narrator_.line("wire", *problem);
+    observation.fact("pcap_problem", json_quote(*problem));
+  }
 }
 
 bool Lab::saw(Evidence evidence) const {

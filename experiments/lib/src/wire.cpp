@@ -306,7 +306,7 @@ std::vector<Segment> Wire::drain(const std::set<std::uint16_t>& ports, unsigned&
   if (pcap_) {
     for (const auto& segment : segments) {
       if (auto error = pcap_->append(segment)) {
-        missing_ = "writing the pcap file failed: " + describe_outcome(error);
+        pcap_problem_ = "writing the pcap file failed: " + describe_outcome(error) + "; it ends there";
         pcap_.reset();
         break;
       }

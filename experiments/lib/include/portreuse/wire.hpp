@@ -107,6 +107,8 @@ class Wire {
   [[nodiscard]] bool ladder() const noexcept { return ladder_; }
   // Why there is no ladder (namespaces not allowed, the capture socket refused...).
   [[nodiscard]] const std::optional<std::string>& missing() const noexcept { return missing_; }
+  // Why the pcap file stopped growing (a write failed), once it has.
+  [[nodiscard]] const std::optional<std::string>& pcap_problem() const noexcept { return pcap_problem_; }
   std::vector<Segment> drain(const std::set<std::uint16_t>& ports, unsigned& dropped);
 
  private:
@@ -115,6 +117,7 @@ class Wire {
   std::optional<Capture> capture_;
   std::optional<PcapFile> pcap_;
   std::optional<std::string> missing_;
+  std::optional<std::string> pcap_problem_;
 };
 
 // One step's ladder: names the two ends of each connection (the end that sent the SYN is the
