@@ -151,7 +151,10 @@ int Trace::call(CallName name, Returned returned, std::string_view detail) {
 
 int Trace::must(CallName name, Returned returned, std::string_view detail) {
   const int value = call(name, returned, detail);
-  if (returned.value < 0) throw ScenarioBroke{"a call the scenario needs failed"};
+  if (returned.value < 0) {
+    if (lab_ != nullptr) lab_->broken_at_ = lab_->events_.size() - 1;  // the event just recorded
+    throw ScenarioBroke{"a call the scenario needs failed"};
+  }
   return value;
 }
 
@@ -235,7 +238,10 @@ std::optional<Event> Process::wait_for(CallName call, Millis deadline) {
 Event Process::must_reach(CallName call, Millis deadline) {
   auto event = wait_for(call, deadline);
   if (!event) throw ScenarioBroke{actor_ + " never reported " + std::string(call_name(call.call))};
-  if (!event->ok()) throw ScenarioBroke{"a call the scenario needs failed"};
+  if (!event->ok()) {
+    lab_->broken_at_ = cursor_ - 1;  // wait_for stepped past the event it returned
+    throw ScenarioBroke{"a call the scenario needs failed"};
+  }
   return *event;
 }
 
@@ -322,6 +328,7 @@ void Lab::record_failure(Call call, int error, std::string detail) {
   event.error = error;
   event.detail = std::move(detail);
   record(std::move(event));
+  broken_at_ = events_.size() - 1;  // the step cannot go on after this failure
 }
 
 void Lab::you(std::string_view text) {
@@ -418,13 +425,30 @@ Observation Lab::skip(CallName call, std::string why) {
 }
 
 Situation Lab::show_sockets(std::string_view caption, Transport transport) {
+  return show_sockets(caption, port_, transport);
+}
+
+const std::vector<SocketEntry>* Lab::shown_sockets() const noexcept {
+  return last_table_read_ ? &last_table_ : nullptr;
+}
+
+std::string Lab::shown_sockets_json() const {
+  if (!last_table_read_) return "null";
+  std::vector<std::string> rows;
+  rows.reserve(last_table_.size());
+  for (const auto& entry : last_table_) rows.push_back(entry.describe());
+  return json_string_array(rows);
+}
+
+Situation Lab::show_sockets(std::string_view caption, std::uint16_t port, Transport transport) {
   pump(Millis(0));
+  if (wire_) wire_->ports.insert(port);  // a port the step looks at is one of its ports
   // Let passing states (FIN_WAIT_1, LAST_ACK) settle, so what is shown is where the kernel stays.
   const auto until = Clock::now() + Millis(500);
   Result<std::vector<SocketEntry>> table = read_socket_table(transport);
   while (table && Clock::now() < until) {
     bool closing = false;
-    for (const auto& entry : involving_port(*table, port_)) {
+    for (const auto& entry : involving_port(*table, port)) {
       closing = closing || entry.is(TcpState::fin_wait1) || entry.is(TcpState::closing) ||
                 entry.is(TcpState::last_ack) || entry.is(TcpState::syn_sent) || entry.is(TcpState::syn_recv);
     }
@@ -436,11 +460,13 @@ Situation Lab::show_sockets(std::string_view caption, Transport transport) {
     narrator_.line("kernel", "cannot read the socket table (" + describe_outcome(table.error()) +
                                  "): nothing about the port's sockets was observed");
     last_table_.clear();
+    last_table_read_ = false;
     return Situation::unobserved;
   }
   show_segments();  // what went over the wire to bring the sockets where the table shows them
   seen_.insert(Evidence::table_read);
-  last_table_ = involving_port(*table, port_);
+  last_table_read_ = true;
+  last_table_ = involving_port(*table, port);
   std::vector<std::string> rows;
   rows.reserve(last_table_.size());
   bool listener = false;
@@ -449,7 +475,7 @@ Situation Lab::show_sockets(std::string_view caption, Transport transport) {
   bool bound = false;
   for (const auto& entry : last_table_) {
     rows.push_back(entry.describe());
-    if (entry.local.port() != port_) continue;
+    if (entry.local.port() != port) continue;
     if (entry.is(TcpState::listen)) {
       listener = true;
     } else if (entry.is(TcpState::time_wait)) {
@@ -568,7 +594,13 @@ std::string Lab::events_json() const {
 Observation Lab::could_not_run(std::string_view what_was_missing) {
   pump(Millis(0));
   Observation observation;
-  for (const auto& event : events_) {
+  // The failure a must() stopped the step on, when there is one; else the first failure: an
+  // earlier failure can be an outcome the scenario expected (a refused connect), not the cause.
+  std::vector<const Event*> failures;
+  if (broken_at_ && *broken_at_ < events_.size()) failures.push_back(&events_[*broken_at_]);
+  for (const auto& event : events_) failures.push_back(&event);
+  for (const auto* failure : failures) {
+    const auto& event = *failure;
     if (event.call == Call::note || event.call == Call::exited || event.ok()) continue;
     observation.call = event.call;
     observation.could_not_run = std::string(what_was_missing) + ": " + std::string(call_name(event.call)) +
@@ -621,8 +653,21 @@ std::string_view situation_key(Situation situation) {
     case Situation::connection: return "connection";
     case Situation::time_wait: return "time-wait";
     case Situation::bound_only: return "bound-only";
+    case Situation::each_reached_its_own: return "each-reached-its-own";
+    case Situation::most_specific_wins: return "most-specific-wins";
+    case Situation::other_delivery: return "other-delivery";
+    case Situation::first_listening: return "first-listening";
+    case Situation::second_bind_refused: return "second-bind-refused";
+    case Situation::tuple_taken: return "tuple-taken";
+    case Situation::tuple_free: return "tuple-free";
+    case Situation::dual_stack: return "dual-stack";
+    case Situation::v6_only: return "v6-only";
   }
   return "?";
+}
+
+Observation& Observation::fact_text(std::string key, std::string_view text) {
+  return fact(std::move(key), json_quote(text));
 }
 
 std::optional<std::string> Observation::fact(std::string_view key) const {

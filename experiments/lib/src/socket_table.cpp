@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <linux/inet_diag.h>
@@ -225,21 +226,43 @@ Result<std::vector<SocketEntry>> read_with_netlink(Transport transport) {
 #endif
 }
 
+// The whole file, or the errno that open() or read() gave: never a made-up one.
+Result<std::string> read_whole_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return last_error();
+  const UniqueFd owned(fd);
+  std::string text;
+  std::array<char, 8192> chunk{};
+  for (;;) {
+    const auto got = ::read(fd, chunk.data(), chunk.size());
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return last_error();
+    if (got == 0) return text;
+    text.append(chunk.data(), static_cast<std::size_t>(got));
+  }
+}
+
 Result<std::vector<SocketEntry>> read_from_proc(Transport transport) {
   const long ticks_per_second = ::sysconf(_SC_CLK_TCK);
   const char* const base = transport == Transport::tcp ? "/proc/net/tcp" : "/proc/net/udp";
   std::vector<SocketEntry> table;
+  std::error_code first_failure;
   bool any_file = false;
   for (const auto& [suffix, family] : {std::pair{"", AF_INET}, std::pair{"6", AF_INET6}}) {
-    std::ifstream file(std::string(base) + suffix);
-    if (!file) continue;  // no tcp6 when IPv6 is off
+    auto text = read_whole_file(std::string(base) + suffix);
+    if (!text) {
+      // No tcp6 when IPv6 is off; any other failure is reported if nothing could be read.
+      if (!first_failure && text.error().value() != ENOENT) first_failure = text.error();
+      continue;
+    }
     any_file = true;
+    std::istringstream lines(*text);
     std::string line;
-    while (std::getline(file, line)) {
+    while (std::getline(lines, line)) {
       if (auto entry = parse_proc_net_line(line, family, transport, ticks_per_second)) table.push_back(*entry);
     }
   }
-  if (!any_file) return make_error(ENOENT);
+  if (!any_file) return first_failure ? first_failure : make_error(ENOENT);
   return table;
 }
 

@@ -190,7 +190,29 @@ std::string_view evidence_words(Evidence evidence);
 
 // What the socket table held for the port just before the call that answers the step. It selects
 // the explanation; it is never printed as an outcome.
-enum class Situation { any, unobserved, clean, listener, connection, time_wait, bound_only };
+enum class Situation {
+  any,
+  unobserved,
+  clean,
+  listener,
+  connection,
+  time_wait,
+  bound_only,
+  // Where connections went when two sockets listen on one port (06, 07): each to the socket
+  // bound to the address it was sent to (or the wildcard when none is), or otherwise.
+  each_reached_its_own,
+  most_specific_wins,
+  other_delivery,
+  // Which calls came before the answer (07, 08).
+  first_listening,
+  second_bind_refused,
+  // Whether a connection with the new one's four numbers already existed (08).
+  tuple_taken,
+  tuple_free,
+  // The IPv6 socket's IPV6_V6ONLY, read back and confirmed by where an IPv4 client went (11).
+  dual_stack,
+  v6_only,
+};
 std::string_view situation_key(Situation situation);  // "time-wait", as in the JSON
 
 // The outcome of a step: 0 or an errno from the call that answers it.
@@ -207,6 +229,8 @@ struct Observation {
     return *this;
   }
   [[nodiscard]] std::optional<std::string> fact(std::string_view key) const;
+  // A fact that is plain text: quoted and escaped for JSON here.
+  Observation& fact_text(std::string key, std::string_view text);
 };
 
 class Lab {
@@ -240,6 +264,12 @@ class Lab {
   // Prints the sockets with the port at either end, as the kernel lists them now (after letting
   // passing closing states settle), and records what was seen: TIME_WAIT, listener, ...
   Situation show_sockets(std::string_view caption, Transport transport = Transport::tcp);
+  // The same for another port than the step's (a client's local port, a second server's).
+  Situation show_sockets(std::string_view caption, std::uint16_t port, Transport transport = Transport::tcp);
+  // The rows the last show_sockets() listed; nullptr when it could not read the table.
+  [[nodiscard]] const std::vector<SocketEntry>* shown_sockets() const noexcept;
+  // The same rows as a JSON array of their texts; null when the table could not be read.
+  [[nodiscard]] std::string shown_sockets_json() const;
   // The TIME_WAIT rows of this step's port, with whose they are and the time left; adds facts.
   void report_time_waits(Observation& observation);
 
@@ -292,6 +322,8 @@ class Lab {
   std::set<Evidence> seen_;
   std::set<int> owned_;  // descriptors the step opened; closed when it ends
   std::vector<SocketEntry> last_table_;
+  bool last_table_read_ = false;          // whether last_table_ comes from a table that could be read
+  std::optional<std::size_t> broken_at_;  // the failed event a must() (or spawn) stopped the step on
   std::unique_ptr<wire::StepWire> wire_;  // with --ladder or --pcap
 };
 
