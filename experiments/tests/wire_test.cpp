@@ -229,6 +229,29 @@ TEST_CASE("wire: without namespaces the step runs as usual and says why there is
   CHECK(record->at("ladder_missing").find("unshare(CLONE_NEWUSER | CLONE_NEWNET) returned") != std::string::npos);
 }
 
+TEST_CASE("wire: the narrated ladder sits before the socket table and fits 80 columns") {
+  const auto result = run_program({program_path("02"), "--ladder", "--no-color"});
+  REQUIRE(result.status.exited);
+  REQUIRE(result.status.code == 0);
+  if (result.out.find("[wire]          no ladder:") != std::string::npos) {
+    WARN_MESSAGE(false, "no ladder on this system");
+    return;
+  }
+  std::istringstream lines(result.out);
+  std::string line;
+  while (std::getline(lines, line)) CHECK_MESSAGE(line.size() <= 80, line);
+  // The handshake is drawn, client on the left; the FIN the server sent comes before the table
+  // that shows the server's TIME_WAIT.
+  const auto syn = result.out.find("|-- SYN ---");
+  const auto fin = result.out.find("|<------------ FIN ACK --|");
+  const auto table = result.out.find("TIME-WAIT");
+  CHECK(syn != std::string::npos);
+  CHECK(fin != std::string::npos);
+  CHECK(table != std::string::npos);
+  CHECK(syn < fin);
+  CHECK(fin < table);
+}
+
 TEST_CASE("wire: a pcap path that cannot be written is bad input") {
   const auto result = run_program({program_path("02"), "--pcap", "/nonexistent-folder/run.pcap"});
   REQUIRE(result.status.exited);
