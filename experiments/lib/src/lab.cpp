@@ -15,6 +15,7 @@
 
 #include "portreuse/json.hpp"
 #include "portreuse/ports.hpp"
+#include "portreuse/wire.hpp"
 
 namespace portreuse::lab {
 namespace {
@@ -500,7 +501,9 @@ void Lab::own_descriptor(int fd) {
 }
 
 Result<std::uint16_t> Lab::fresh_port() const {
-  return free_tcp_port();
+  auto port = free_tcp_port();
+  if (port && wire_) wire_->ports.insert(*port);  // the step's port too: its segments are in the ladder
+  return port;
 }
 
 Observation Lab::skip(CallName call, std::string why) {
@@ -528,6 +531,7 @@ std::string Lab::shown_sockets_json() const {
 
 Situation Lab::show_sockets(std::string_view caption, std::uint16_t port, Transport transport) {
   pump(Millis(0));
+  if (wire_) wire_->ports.insert(port);  // a port the step looks at is one of its ports
   // Let passing states (FIN_WAIT_1, LAST_ACK) settle, so what is shown is where the kernel stays.
   const auto until = Clock::now() + Millis(500);
   Result<std::vector<SocketEntry>> table = read_socket_table(transport);
@@ -548,6 +552,7 @@ Situation Lab::show_sockets(std::string_view caption, std::uint16_t port, Transp
     last_table_read_ = false;
     return Situation::unobserved;
   }
+  show_segments();  // what went over the wire to bring the sockets where the table shows them
   seen_.insert(Evidence::table_read);
   last_table_read_ = true;
   last_table_ = involving_port(*table, port);
@@ -612,6 +617,57 @@ int Lab::time_waits_shown(Role side) const {
     if ((side == Role::server && servers) || (side == Role::client && !servers)) ++count;
   }
   return count;
+}
+
+void Lab::record_wire(wire::Wire& wire) {
+  wire_ = std::make_unique<wire::StepWire>();
+  wire_->wire = &wire;
+  wire_->ports.insert(port_);
+}
+
+void Lab::show_segments() {
+  if (!wire_ || !wire_->wire->capturing()) return;
+  pump(Millis(0));
+  unsigned dropped = 0;
+  const auto segments = wire_->wire->drain(wire_->ports, dropped);
+  auto rows = wire_->ladder.rows(segments, wire_->ports);
+  if (!wire_->wire->ladder() || (rows.empty() && dropped == 0)) return;
+  // A step with many connections shows its first segments only; the pcap file has them all.
+  constexpr std::size_t kMostRows = 40;
+  if (rows.size() > kMostRows) {
+    const auto more = rows.size() - kMostRows + 1;
+    rows.resize(kMostRows - 1);
+    rows.push_back("(" + std::to_string(more) + " more rows not shown)");
+  }
+  if (dropped > 0) {
+    rows.push_back("(" + std::to_string(dropped) + " frames lost: the capture buffer was full)");
+  }
+  // The narrator puts a row under the text when it fits there (60 columns), else further left:
+  // when one row is too wide, equal widths keep the ladder's rows together.
+  constexpr std::size_t kUnderText = 60;
+  std::size_t widest = 0;
+  for (const auto& row : rows) widest = std::max(widest, row.size());
+  if (widest > kUnderText) {
+    for (auto& row : rows) row.resize(widest, ' ');
+  }
+  narrator_.table("wire", wire_->shown ? "the segments since then:" : "the segments on lo (AF_PACKET capture):", rows);
+  wire_->shown = true;
+}
+
+void Lab::report_segments(Observation& observation) {
+  if (!wire_) return;
+  if (const auto& missing = wire_->wire->missing()) {
+    narrator_.line("wire", "no ladder: " + *missing);
+    observation.fact("segments", "null");
+    observation.fact("ladder_missing", json_quote(*missing));
+    return;
+  }
+  show_segments();
+  observation.fact("segments", json_string_array(wire_->ladder.flags()));
+  if (const auto& problem = wire_->wire->pcap_problem()) {
+    narrator_.line("wire", *problem);
+    observation.fact("pcap_problem", json_quote(*problem));
+  }
 }
 
 bool Lab::saw(Evidence evidence) const {

@@ -10,6 +10,7 @@
 #include "portreuse/lab.hpp"
 #include "portreuse/experiment.hpp"  // preflight_problem
 #include "portreuse/ports.hpp"
+#include "portreuse/wire.hpp"
 
 namespace portreuse::lab {
 namespace {
@@ -161,11 +162,14 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
       {"--no-color", "", "no colours (also when NO_COLOR is set or output is not a terminal)"},
       {"--step", "", "pause before each step and at its key moments, and wait for Enter"},
       {"--record", "FILE", "also append the JSON Lines to FILE (run-all's summary reads it)"},
-      {"--quiz", "", "before each step, predict its outcome; the score is kept (needs a terminal)"}};
+      {"--quiz", "", "before each step, predict its outcome; the score is kept (needs a terminal)"},
+      {"--ladder", "", "show each step's TCP segments (private network namespace)"},
+      {"--pcap", "FILE", "write those segments to FILE (tcpdump -r FILE, Wireshark)"}};
   if (has_long_steps) options.push_back({"--long", "", "also run the steps that take longer than a moment"});
   const CommandLine cli(
       program,
-      std::string("[--port P] [--json] [--no-color] [--step] [--quiz] [--record FILE]") + (has_long_steps ? " [--long]" : ""),
+      std::string("[--port P] [--json] [--no-color] [--step] [--quiz] [--record FILE] [--ladder] [--pcap FILE]") +
+          (has_long_steps ? " [--long]" : ""),
       description, options);
   const auto parsed_or_exit = cli.parse_or_exit(argc, argv);
   if (const auto* exit_status = std::get_if<int>(&parsed_or_exit)) return *exit_status;
@@ -194,6 +198,18 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
     if (json) std::cout << record.text() << std::endl;
     if (record_file.is_open()) record_file << record.text() << std::endl;
   };
+  // Packet ladders: before any step, while this process has no threads or children, it moves
+  // into a private network namespace where only its own steps talk on lo.
+  std::optional<wire::Wire> wire;
+  if (args.has("--ladder") || args.has("--pcap")) {
+    const auto pcap_path = args.value("--pcap");
+    auto prepared = wire::Wire::prepare(pcap_path, args.has("--ladder"));
+    if (!prepared) {
+      return cli.usage_error("cannot write to '" + pcap_path.value_or("") + "': " + describe_outcome(prepared.error()));
+    }
+    wire = std::move(*prepared);
+    wire->start();
+  }
   const Narrator narrator(std::cout, !json, colour_wanted(args.has("--no-color"), 1));
   install_interrupt_cleanup();
 
@@ -204,6 +220,13 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
 
   narrator.banner(entry->number, entry->title);
   narrator.paragraph("", experiment.summary, Tone::dim);
+  if (wire && wire->capturing() && step_mode) {
+    narrator.paragraph("Ladder:",
+                       "this run's sockets live in a private network namespace; another terminal sees "
+                       "them with:",
+                       Tone::note);
+    narrator.paragraph("", "  nsenter -t " + std::to_string(::getpid()) + " -U -n --preserve-credentials ss -tan");
+  }
   bool every_step_ran = true;
   for (const auto& step : experiment.steps) {
     if (step.long_running && !args.has("--long")) continue;
@@ -244,11 +267,13 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
     Observation observation;
     {
       Lab lab(narrator, port, json, step_mode);
+      if (wire) lab.record_wire(*wire);
       try {
         observation = step.run(lab);
       } catch (const ScenarioBroke& broke) {
         observation = lab.could_not_run(broke.what);
       }
+      lab.report_segments(observation);
     }
     JsonObject record;
     record.add("experiment", entry->number).add("step", step.id).add("port", static_cast<int>(port));

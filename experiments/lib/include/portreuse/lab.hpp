@@ -32,6 +32,11 @@
 #include "portreuse/net.hpp"
 #include "portreuse/socket_table.hpp"
 
+namespace portreuse::wire {
+class Wire;
+struct StepWire;
+}  // namespace portreuse::wire
+
 namespace portreuse::lab {
 
 // The calls a trace records. Written in experiments as string literals ("bind"); the conversion
@@ -348,6 +353,15 @@ class Lab {
   // The rows show_sockets() listed last (the port at either end), for the facts a step reports.
   [[nodiscard]] const std::vector<SocketEntry>& table() const noexcept { return last_table_; }
 
+  // Packet ladders (the runner's --ladder and --pcap): the run's capture on the private
+  // namespace's lo. From then on show_sockets first shows the segments of the step's ports since
+  // the last look, and so does show_segments.
+  void record_wire(wire::Wire& wire);
+  void show_segments();
+  // At the end of the step: the last segments, and the "segments" fact ("client SYN", "server
+  // FIN ACK", ...), or "ladder_missing" with the reason there is no capture.
+  void report_segments(Observation& observation);
+
  private:
   friend class Trace;
   friend class Process;
@@ -375,6 +389,7 @@ class Lab {
   bool last_table_read_ = false;          // whether last_table_ comes from a table that could be read
   std::optional<std::size_t> broken_at_;  // the failed event a must() (or spawn) stopped the step on
   std::int64_t last_at_ = 0;  // when a call of this process last returned (Trace::call)
+  std::unique_ptr<wire::StepWire> wire_;  // with --ladder or --pcap
 };
 
 // --- The experiment's table of claims, below its code ---------------------------------------
