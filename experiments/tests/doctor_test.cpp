@@ -322,7 +322,8 @@ TEST_CASE("doctor: a listener started by socket activation is seen through LISTE
     // As systemd does: the listening socket as descriptor 3, LISTEN_FDS=1 and LISTEN_PID set to
     // the pid of the program that gets it, then exec.
     auto service = ChildProcess::fork_running([&]() {
-      if (::dup2(held->get(), 3) != 3) return 10;
+      // dup2() onto itself keeps close-on-exec, so descriptor 3 may need it cleared by hand.
+      if (held->get() == 3 ? ::fcntl(3, F_SETFD, 0) != 0 : ::dup2(held->get(), 3) != 3) return 10;
       ::setenv("LISTEN_FDS", "1", 1);
       ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
       ::execl("/bin/sleep", "sleep", "20", static_cast<char*>(nullptr));
