@@ -349,11 +349,11 @@ TEST_CASE("doctor: a listener started by socket activation is seen through LISTE
   });
   SKIP_IF_UNAVAILABLE(result);
   CHECK(result.json.at("class") == slug(PortClass::listener));
-  CHECK(result.json.at("sockets").find("\"listen_fds\":\"1 (LISTEN_PID=") != std::string::npos);
+  CHECK(result.json.at("sockets").find("\"listen_fds\":\"1\",\"listen_pid\":\"") != std::string::npos);
   CHECK(result.json.at("fix").find("socket activation") != std::string::npos);
 }
 
-TEST_CASE("doctor: 127.0.0.1 held, 0.0.0.0 wanted is a wildcard overlap") {
+TEST_CASE("doctor: 127.0.0.1 held and 0.0.0.0 wanted is a wildcard overlap") {
   const auto result = run_case({}, [](const NamespaceReporter& reporter, const Doctor& doctor) {
     auto held = listener("127.0.0.1", kServerPort, true);
     if (!held) return setup_failed(reporter, "listen 127.0.0.1:8080", held.error());
@@ -364,7 +364,7 @@ TEST_CASE("doctor: 127.0.0.1 held, 0.0.0.0 wanted is a wildcard overlap") {
   CHECK(trial_outcome(result, "SO_REUSEADDR") == "EADDRINUSE");
 }
 
-TEST_CASE("doctor: [::] with IPV6_V6ONLY=0 held, 0.0.0.0 wanted is dual-stack") {
+TEST_CASE("doctor: the IPv6 wildcard with IPV6_V6ONLY=0 held and 0.0.0.0 wanted is dual-stack") {
   const auto result = run_case({}, [](const NamespaceReporter& reporter, const Doctor& doctor) {
     auto held = listener("::", kServerPort, false, false, 0);
     if (!held) return setup_failed(reporter, "listen [::]:8080 IPV6_V6ONLY=0", held.error());
@@ -375,7 +375,7 @@ TEST_CASE("doctor: [::] with IPV6_V6ONLY=0 held, 0.0.0.0 wanted is dual-stack") 
   CHECK(result.json.at("sockets").find("\"v6only\":false") != std::string::npos);
 }
 
-TEST_CASE("doctor: 0.0.0.0 held, [::] wanted is dual-stack, and IPV6_V6ONLY=1 passes") {
+TEST_CASE("doctor: 0.0.0.0 held and the IPv6 wildcard wanted is dual-stack and IPV6_V6ONLY=1 passes") {
   const auto result = run_case({}, [](const NamespaceReporter& reporter, const Doctor& doctor) {
     auto held = listener("0.0.0.0", kServerPort);
     if (!held) return setup_failed(reporter, "listen 0.0.0.0:8080", held.error());
@@ -427,7 +427,7 @@ std::uint16_t one_closed_connection(const NamespaceReporter& reporter, bool reus
   return client_port;
 }
 
-TEST_CASE("doctor: TIME-WAIT of a server that closed first, without SO_REUSEADDR") {
+TEST_CASE("doctor: TIME-WAIT of a server that closed first without SO_REUSEADDR") {
   const auto result = run_case({}, [](const NamespaceReporter& reporter, const Doctor& doctor) {
     if (one_closed_connection(reporter, false, true) != 0) doctor({std::to_string(kServerPort)});
   });
@@ -585,7 +585,7 @@ TEST_CASE("doctor: another user's SO_REUSEPORT group") {
 
 // ------------------------------------------------------------------ the pieces, and the command line
 
-TEST_CASE("doctor: sysctl parsing, overlap rules, escaping and wrapping") {
+TEST_CASE("doctor: sysctl parsing and overlap rules and escaping and wrapping") {
   const auto range = doctor::parse_port_range("32768\t60999");
   REQUIRE(range.has_value());
   CHECK(range->low == 32768);
@@ -613,7 +613,7 @@ TEST_CASE("doctor: sysctl parsing, overlap rules, escaping and wrapping") {
   for (const auto& row : doctor::wrap(std::string(200, 'x') + " short words here", 80)) CHECK(row.size() <= 80);
 }
 
-TEST_CASE("doctor: --help, and bad input gets one line, a pointer to --help, and exit status 2") {
+TEST_CASE("doctor: --help works and bad input gets one line with a pointer to --help and exit status 2") {
   const auto help = run_program({tool_path("portreuse-doctor"), "--help"});
   CHECK(help.status.code == 0);
   CHECK(help.out.rfind("Usage: portreuse-doctor PORT", 0) == 0);

@@ -240,8 +240,8 @@ ProcessInfo inspect_process(pid_t pid) {
     }
     // systemd sets LISTEN_PID to the pid it hands the sockets to; a child that inherited the
     // environment is not the one they were meant for, but it holds them all the same.
-    if (listen_fds)
-      info.listen_fds = escape_for_terminal(*listen_fds + (listen_pid ? " (LISTEN_PID=" + *listen_pid + ")" : ""));
+    if (listen_fds) info.listen_fds = escape_for_terminal(*listen_fds);
+    if (listen_fds && listen_pid) info.listen_pid = escape_for_terminal(*listen_pid);
   }
   return info;
 }
@@ -417,7 +417,8 @@ std::string stop_holder(const Diagnosis& diagnosis, const Holder& holder) {
       return "pid " + std::to_string(process.pid) + " (" + process.command +
              (process.systemd_unit.empty() ? "" : ", unit " + process.systemd_unit) +
              ") got the socket from systemd socket activation (LISTEN_FDS=" + *process.listen_fds +
-             "): stop the .socket unit that feeds it (`systemctl list-sockets`), not only the service";
+             " in its environment): stop the .socket unit that feeds it (`systemctl list-sockets`), not only the "
+             "service";
     }
   }
   for (const auto& process : holder.processes) {
@@ -579,7 +580,8 @@ void classify_live(Diagnosis& diagnosis, const std::vector<const Holder*>& live)
           "To have the port alone: " +
           stop + ".";
     }
-    if (holder->socket.uid != diagnosis.own_uid && diagnosis.transport == Transport::tcp) {
+    if (holder->socket.uid != diagnosis.own_uid && diagnosis.transport == Transport::tcp &&
+        !holder->processes.empty()) {
       diagnosis.fix += " The socket belongs to uid " + std::to_string(holder->socket.uid) +
                        ": even with SO_REUSEPORT on both, only the same user may share it.";
     }
@@ -1054,7 +1056,11 @@ std::string render_text(const Diagnosis& diagnosis, std::size_t width) {
           paragraph(lines, "      ", "cgroup " + process.cgroup, width, 8);
         if (process.systemd_pid1) paragraph(lines, "      ", "systemd itself: a socket unit", width, 8);
         if (process.listen_fds) {
-          paragraph(lines, "      ", "LISTEN_FDS=" + *process.listen_fds + ": systemd socket activation", width, 8);
+          paragraph(lines, "      ",
+                    "LISTEN_FDS=" + *process.listen_fds +
+                        (process.listen_pid ? " LISTEN_PID=" + *process.listen_pid : std::string()) +
+                        ": systemd socket activation",
+                    width, 8);
         }
       }
       if (holder.processes.empty() && holder.socket.inode != 0) {
@@ -1138,6 +1144,7 @@ std::string render_json(const Diagnosis& diagnosis) {
           .add("systemd_pid1", process.systemd_pid1)
           .add("environment_readable", process.environment_readable)
           .add_raw("listen_fds", process.listen_fds ? json_quote(*process.listen_fds) : "null")
+          .add_raw("listen_pid", process.listen_pid ? json_quote(*process.listen_pid) : "null")
           .add("systemd_unit", process.systemd_unit);
       processes.push_back(item.text());
     }

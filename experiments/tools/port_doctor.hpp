@@ -65,6 +65,7 @@ struct ProcessInfo {
   std::vector<std::string> placement_evidence;  // "cgroup names docker", "mount namespace differs"
   bool systemd_pid1 = false;                    // this is pid 1 and it is systemd: a socket unit
   std::optional<std::string> listen_fds;        // LISTEN_FDS from its environment, when readable
+  std::optional<std::string> listen_pid;        // LISTEN_PID beside it: the pid systemd meant
   bool environment_readable = false;
   std::string systemd_unit;  // "foo.service" / "foo.socket" from the cgroup, when it names one
 };
