@@ -635,7 +635,9 @@ TEST_CASE("doctor: --help works and bad input gets one line with a pointer to --
       {{"8080", "--frobnicate"}, "unknown option --frobnicate"},
       {{"8080", "--addr", "\033[2J"}, "bad address '\\x1b[2J'"},
   };
-  for (const auto& [arguments, message] : bad) {
+  for (const auto& row : bad) {
+    const auto& arguments = row.first;
+    const auto& message = row.second;
     CAPTURE(message);
     std::vector<std::string> argv{tool_path("portreuse-doctor")};
     argv.insert(argv.end(), arguments.begin(), arguments.end());

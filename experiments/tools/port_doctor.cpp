@@ -225,6 +225,10 @@ ProcessInfo inspect_process(pid_t pid) {
     info.placement_evidence.push_back("its namespaces are not readable without root");
   }
   info.systemd_pid1 = pid == 1 && info.command == "systemd";
+  if (info.parent == 1 && !info.systemd_unit.empty() && info.systemd_unit.find(".scope") == std::string::npos) {
+    const auto init = read_whole("/proc/1/comm");
+    info.started_by_systemd = init && first_line(*init) == "systemd";
+  }
   if (auto environ = read_whole(base + "/environ")) {
     info.environment_readable = true;
     std::optional<std::string> listen_pid;
@@ -439,8 +443,10 @@ std::string stop_holder(const Diagnosis& diagnosis, const Holder& holder) {
     for (const auto& process : holder.processes) pids += " " + std::to_string(process.pid);
     std::string text = "stop " + owner_words(holder) + ": kill" + pids + ", or stop it the way it was started";
     for (const auto& process : holder.processes) {
-      if (!process.systemd_unit.empty() && process.systemd_unit.find(".service") != std::string::npos) {
-        text += " (systemctl stop " + process.systemd_unit + ")";
+      if (process.started_by_systemd) {
+        text = "stop the unit systemd started it as: systemctl stop " + process.systemd_unit + " (pid " +
+               std::to_string(process.pid) + ", " + process.command +
+               "; killing it alone may make systemd start it again)";
         break;
       }
     }
@@ -1054,6 +1060,9 @@ std::string render_text(const Diagnosis& diagnosis, std::size_t width) {
         paragraph(lines, "      ", placement_words(process), width, 8);
         if (!process.cgroup.empty() && process.cgroup != "/")
           paragraph(lines, "      ", "cgroup " + process.cgroup, width, 8);
+        if (process.started_by_systemd) {
+          paragraph(lines, "      ", "started by systemd (parent pid 1) as " + process.systemd_unit, width, 8);
+        }
         if (process.systemd_pid1) paragraph(lines, "      ", "systemd itself: a socket unit", width, 8);
         if (process.listen_fds) {
           paragraph(lines, "      ",
@@ -1145,7 +1154,8 @@ std::string render_json(const Diagnosis& diagnosis) {
           .add("environment_readable", process.environment_readable)
           .add_raw("listen_fds", process.listen_fds ? json_quote(*process.listen_fds) : "null")
           .add_raw("listen_pid", process.listen_pid ? json_quote(*process.listen_pid) : "null")
-          .add("systemd_unit", process.systemd_unit);
+          .add("systemd_unit", process.systemd_unit)
+          .add("started_by_systemd", process.started_by_systemd);
       processes.push_back(item.text());
     }
     JsonObject item;

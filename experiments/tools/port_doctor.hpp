@@ -68,6 +68,9 @@ struct ProcessInfo {
   std::optional<std::string> listen_pid;        // LISTEN_PID beside it: the pid systemd meant
   bool environment_readable = false;
   std::string systemd_unit;  // "foo.service" / "foo.socket" from the cgroup, when it names one
+  // Its parent is pid 1, pid 1 is systemd, and its cgroup names a .service or .socket unit:
+  // systemd started it (and stopping the unit is how it goes away for good).
+  bool started_by_systemd = false;
 };
 
 struct Holder {
