@@ -1,6 +1,5 @@
 #include "port_doctor.hpp"
 
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -12,6 +11,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -254,24 +254,35 @@ ProcessInfo inspect_process(pid_t pid) {
 
 enum class AddressKind { v4_any, v4, v6_any, v6 };
 
+// An address as the bind rules see it: its kind, and its bytes (4 for IPv4, also for an IPv4
+// address seen through an IPv6 socket as ::ffff:a.b.c.d; 16 for IPv6).
 struct Plain {
   AddressKind kind;
-  std::string text;  // the IPv4 text for a mapped address
+  std::array<std::uint8_t, 16> bytes{};
 };
 
 Plain plain(const Endpoint& endpoint) {
+  Plain result{AddressKind::v4, {}};
   if (endpoint.family() == AF_INET) {
-    return {endpoint.is_wildcard() ? AddressKind::v4_any : AddressKind::v4, endpoint.address_text()};
+    const auto& address = reinterpret_cast<const sockaddr_in*>(endpoint.raw())->sin_addr;
+    std::memcpy(result.bytes.data(), &address, sizeof address);
+    result.kind = endpoint.is_wildcard() ? AddressKind::v4_any : AddressKind::v4;
+    return result;
   }
   const auto& address = reinterpret_cast<const sockaddr_in6*>(endpoint.raw())->sin6_addr;
   if (IN6_IS_ADDR_V4MAPPED(&address)) {
-    std::array<char, INET_ADDRSTRLEN> text{};
-    ::inet_ntop(AF_INET, &address.s6_addr[12], text.data(), text.size());
-    const bool any =
-        address.s6_addr[12] == 0 && address.s6_addr[13] == 0 && address.s6_addr[14] == 0 && address.s6_addr[15] == 0;
-    return {any ? AddressKind::v4_any : AddressKind::v4, text.data()};
+    std::memcpy(result.bytes.data(), &address.s6_addr[12], 4);
+    const bool any = std::all_of(result.bytes.begin(), result.bytes.begin() + 4, [](std::uint8_t b) { return b == 0; });
+    result.kind = any ? AddressKind::v4_any : AddressKind::v4;
+    return result;
   }
-  return {endpoint.is_wildcard() ? AddressKind::v6_any : AddressKind::v6, endpoint.address_text()};
+  std::memcpy(result.bytes.data(), &address, sizeof address);
+  result.kind = endpoint.is_wildcard() ? AddressKind::v6_any : AddressKind::v6;
+  return result;
+}
+
+bool same_address(const Plain& one, const Plain& other) {
+  return one.kind == other.kind && one.bytes == other.bytes;
 }
 
 bool is_v4(AddressKind kind) {
@@ -283,7 +294,7 @@ Overlap overlap_with(const Endpoint& attempted, bool attempted_v6only, const Soc
   const auto mine = plain(attempted);
   const auto theirs = plain(bound.local);
   if (is_v4(mine.kind) == is_v4(theirs.kind)) {
-    if (mine.text == theirs.text) return Overlap::same;
+    if (same_address(mine, theirs)) return Overlap::same;
     const bool any = mine.kind == AddressKind::v4_any || mine.kind == AddressKind::v6_any ||
                      theirs.kind == AddressKind::v4_any || theirs.kind == AddressKind::v6_any;
     return any ? Overlap::wildcard : Overlap::none;
@@ -542,7 +553,7 @@ void classify_live(Diagnosis& diagnosis, const std::vector<const Holder*>& live)
   if (holder->overlap == Overlap::same) {
     std::vector<const Holder*> group;
     for (const auto* other : live) {
-      if (other->overlap == Overlap::same && other->socket.local.text() == holder->socket.local.text()) {
+      if (other->overlap == Overlap::same && same_address(plain(other->socket.local), plain(holder->socket.local))) {
         group.push_back(other);
       }
     }
