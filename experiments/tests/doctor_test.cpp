@@ -24,6 +24,7 @@
 #include "test_support.hpp"
 
 #ifdef __linux__
+#include <grp.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
 #endif
@@ -508,13 +509,34 @@ TEST_CASE("doctor: an address no interface has is address-not-local") {
 }
 
 #ifdef __linux__
-// Another user's SO_REUSEPORT group needs two users in one network namespace. An unprivileged
-// user namespace maps a single uid, so this case runs only as root: a network namespace of its
-// own (no user namespace), where a child drops to uid 65534 and holds the group.
-TEST_CASE("doctor: another user's SO_REUSEPORT group") {
+// Cases that need two users in one network namespace. An unprivileged user namespace maps a
+// single uid, so these run only as root: in a network namespace of their own (no user
+// namespace), where a child drops to uid 65534 ("nobody") for its part of the case.
+constexpr uid_t kOtherUid = 65534;
+
+bool drop_to_other_user() {
+  return ::setgroups(0, nullptr) == 0 && ::setgid(kOtherUid) == 0 && ::setuid(kOtherUid) == 0;
+}
+
+// Runs the doctor as uid 65534, when that user may execute it (a build under a private home
+// directory may not be reachable: then the case is skipped, with the reason).
+int doctor_as_other_user(const NamespaceReporter& reporter, const std::vector<std::string>& arguments) {
+  if (!drop_to_other_user()) return 10;
+  if (::access(tool_path("portreuse-doctor").c_str(), X_OK) != 0) {
+    reporter.report("unavailable", last_error(), "uid 65534 may not run " + tool_path("portreuse-doctor"));
+    return 3;
+  }
+  run_doctor(reporter, arguments);
+  return 0;
+}
+
+// Forks a child that enters a new network namespace, brings lo up, and runs body with a
+// reporter; collects what it reported. nullopt (after a MESSAGE) when the case cannot run here.
+std::optional<std::map<std::string, PipeEvent>> run_as_root_in_own_network(
+    const std::function<void(const NamespaceReporter&)>& body) {
   if (::geteuid() != 0) {
     MESSAGE("skipped: needs a second uid in one network namespace, which only root can set up");
-    return;
+    return std::nullopt;
   }
   std::array<int, 2> reports{};
   REQUIRE(::pipe2(reports.data(), O_CLOEXEC) == 0);
@@ -527,39 +549,19 @@ TEST_CASE("doctor: another user's SO_REUSEPORT group") {
       reporter.report("unavailable", last_error(), "unshare(CLONE_NEWNET)");
       return 3;
     }
-    const int control = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    const UniqueFd control(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     ifreq request{};
     std::snprintf(request.ifr_name, sizeof request.ifr_name, "%s", "lo");
-    if (control < 0 || ::ioctl(control, SIOCGIFFLAGS, &request) != 0) {
+    if (!control || ::ioctl(control.get(), SIOCGIFFLAGS, &request) != 0) {
       reporter.report("setup", last_error(), "SIOCGIFFLAGS lo");
       return 1;
     }
     request.ifr_flags = static_cast<short>(request.ifr_flags | IFF_UP);
-    if (::ioctl(control, SIOCSIFFLAGS, &request) != 0) {
+    if (::ioctl(control.get(), SIOCSIFFLAGS, &request) != 0) {
       reporter.report("setup", last_error(), "SIOCSIFFLAGS lo up");
       return 1;
     }
-    ::close(control);
-    std::array<int, 2> ready{};
-    if (::pipe2(ready.data(), O_CLOEXEC) != 0) return 1;
-    UniqueFd ready_read(ready[0]);
-    UniqueFd ready_write(ready[1]);
-    auto group = ChildProcess::fork_running([&]() {
-      if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 10;
-      auto first = listener("0.0.0.0", kServerPort, false, true);
-      auto second = listener("0.0.0.0", kServerPort, false, true);
-      if (!first || !second) return 11;
-      (void)!::write(ready_write.get(), "r", 1);
-      ::sleep(20);
-      return 0;
-    });
-    if (!group) return 1;
-    ready_write.reset();
-    if (auto error = wait_readable(ready_read.get(), Millis(3000))) {
-      reporter.report("setup", error, "the group of uid 65534 did not start");
-      return 1;
-    }
-    run_doctor(reporter, {std::to_string(kServerPort)});
+    body(reporter);
     return 0;
   });
   REQUIRE(child.has_value());
@@ -570,16 +572,76 @@ TEST_CASE("doctor: another user's SO_REUSEPORT group") {
   child->wait_for_exit(Millis(3000));
   if (seen.count("unavailable") != 0) {
     MESSAGE("skipped: " << seen["unavailable"].detail << " " << seen["unavailable"].outcome);
-    return;
+    return std::nullopt;
   }
   REQUIRE_MESSAGE(seen.count("setup") == 0, seen["setup"].detail << " " << seen["setup"].outcome);
   REQUIRE(seen.count("json") == 1);
+  CHECK(seen["json"].outcome == "ok");
+  REQUIRE(seen.count("width") == 1);
+  CHECK(std::stoul(seen["width"].detail) <= 80);
+  return seen;
+}
+
+std::map<std::string, std::string> doctor_json(std::map<std::string, PipeEvent>& seen) {
   INFO("doctor --json: " << seen["json"].detail);
   const auto parsed = parse_flat_json(seen["json"].detail.substr(0, seen["json"].detail.rfind('}') + 1));
   REQUIRE(parsed.has_value());
-  CHECK(parsed->at("class") == slug(PortClass::other_user_reuseport));
-  CHECK(parsed->at("sockets").find("\"uid\":65534") != std::string::npos);
-  CHECK(std::stoul(seen["width"].detail) <= 80);
+  return *parsed;
+}
+
+TEST_CASE("doctor: another user's SO_REUSEPORT group") {
+  auto seen = run_as_root_in_own_network([](const NamespaceReporter& reporter) {
+    auto group = holder_process([]() {
+      if (!drop_to_other_user()) return false;
+      static std::vector<UniqueFd> members;  // in the holder process, which never returns
+      for (int member = 0; member < 2; ++member) {
+        auto held = listener("0.0.0.0", kServerPort, false, true);
+        if (!held) return false;
+        members.push_back(std::move(*held));
+      }
+      return true;
+    });
+    if (!group) return setup_failed(reporter, "the SO_REUSEPORT group of uid 65534", group.error());
+    run_doctor(reporter, {std::to_string(kServerPort)});
+  });
+  if (!seen) return;
+  const auto json = doctor_json(*seen);
+  INFO("doctor --json: " << (*seen)["json"].detail);
+  CHECK(json.at("class") == slug(PortClass::other_user_reuseport));
+  CHECK(json.at("sockets").find("\"uid\":65534") != std::string::npos);
+}
+
+TEST_CASE("doctor: without root another user's listener shows its uid and no process") {
+  auto seen = run_as_root_in_own_network([](const NamespaceReporter& reporter) {
+    auto held = listener("0.0.0.0", kServerPort);
+    if (!held) return setup_failed(reporter, "listen 0.0.0.0:8080", held.error());
+    // The doctor runs as another user, who may not read root's /proc/PID/fd.
+    auto doctor =
+        ChildProcess::fork_running([&]() { return doctor_as_other_user(reporter, {std::to_string(kServerPort)}); });
+    if (!doctor) return setup_failed(reporter, "fork", doctor.error());
+    doctor->wait_for_exit(Millis(15000));
+  });
+  if (!seen) return;
+  const auto json = doctor_json(*seen);
+  INFO("doctor --json: " << (*seen)["json"].detail);
+  CHECK(json.at("class") == slug(PortClass::listener));
+  CHECK(json.at("sockets").find("\"uid\":0,") != std::string::npos);
+  CHECK(json.at("sockets").find("\"processes\":[]") != std::string::npos);
+  CHECK(std::stoi(json.at("unreadable_processes")) > 0);
+  CHECK(json.at("unseen").find("without root") != std::string::npos);
+  CHECK(json.at("fix").find("sudo portreuse-doctor") != std::string::npos);
+}
+
+TEST_CASE("doctor: a port below ip_unprivileged_port_start is privileged-port") {
+  auto seen = run_as_root_in_own_network([](const NamespaceReporter& reporter) {
+    auto doctor = ChildProcess::fork_running([&]() { return doctor_as_other_user(reporter, {"80"}); });
+    if (!doctor) return setup_failed(reporter, "fork", doctor.error());
+    doctor->wait_for_exit(Millis(15000));
+  });
+  if (!seen) return;
+  const auto json = doctor_json(*seen);
+  CHECK(json.at("class") == slug(PortClass::privileged_port));
+  CHECK(trial_outcome(CaseResult{{}, {}, json}, "no options") == "EACCES");
 }
 #endif
 
