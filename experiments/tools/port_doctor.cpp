@@ -911,10 +911,15 @@ Diagnosis diagnose(const Endpoint& attempted, Transport transport) {
   diagnosis.unseen.push_back(
       "Other network namespaces: each container with its own network has its own ports and socket table. "
       "They never block this bind, and they are not listed here.");
-  if (diagnosis.unreadable_processes > 0 && diagnosis.own_uid != 0) {
-    diagnosis.unseen.push_back(std::to_string(diagnosis.unreadable_processes) +
-                               " processes of other users could not be inspected without root: a socket of "
-                               "theirs shows its uid here, but no pid or command.");
+  if (diagnosis.unreadable_processes > 0) {
+    // Without root these are other users' processes; as root inside a user namespace, the
+    // processes of the namespaces above it.
+    diagnosis.unseen.push_back(
+        std::to_string(diagnosis.unreadable_processes) + " processes could not be inspected (" +
+        (diagnosis.own_uid != 0
+             ? "other users' processes, without root"
+             : "not readable here even as root: a user namespace above this one, or no CAP_SYS_PTRACE") +
+        "): a socket of theirs shows its uid here, but no pid or command.");
   }
   if (diagnosis.table_error) {
     diagnosis.unseen.push_back("The socket table could not be read (" + describe_outcome(*diagnosis.table_error) +
