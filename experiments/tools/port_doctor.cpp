@@ -1178,8 +1178,9 @@ std::string render_json(const Diagnosis& diagnosis) {
     item.add("state", holder.socket.state_name())
         .add("local", holder.socket.local.text())
         .add("peer", holder.socket.remote.text())
-        .add("uid", holder.socket.uid)
-        .add("user", holder.user)
+        // A TIME-WAIT entry has no owner: sock_diag's uid 0 for it would read as root.
+        .add_raw("uid", is_time_wait(holder.socket) ? "null" : std::to_string(holder.socket.uid))
+        .add_raw("user", is_time_wait(holder.socket) ? "null" : json_quote(holder.user))
         .add("inode", static_cast<long long>(holder.socket.inode))
         .add_raw("v6only", holder.socket.v6only ? (*holder.socket.v6only ? "true" : "false") : "null")
         .add("timer_seconds", holder.socket.timer_seconds)
