@@ -7,6 +7,7 @@
 #ifdef __linux__
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #endif
 
@@ -204,6 +205,15 @@ std::error_code dump_with_netlink(int family, Transport transport, std::vector<S
       entry.timer_seconds = static_cast<double>(diag->idiag_expires) / 1000.0;
       entry.uid = diag->idiag_uid;
       entry.inode = diag->idiag_inode;
+      // The attributes follow the message; the kernel adds IPV6_V6ONLY for IPv6 sockets that
+      // listen or are only bound, which is what decides whether [::] also takes IPv4.
+      auto attributes_left = static_cast<int>(header->nlmsg_len) - static_cast<int>(NLMSG_LENGTH(sizeof *diag));
+      for (const auto* attribute = reinterpret_cast<const rtattr*>(diag + 1); RTA_OK(attribute, attributes_left);
+           attribute = RTA_NEXT(attribute, attributes_left)) {
+        if (attribute->rta_type == INET_DIAG_SKV6ONLY && RTA_PAYLOAD(attribute) >= 1) {
+          entry.v6only = *static_cast<const std::uint8_t*>(RTA_DATA(attribute)) != 0;
+        }
+      }
       table.push_back(entry);
     }
   }
