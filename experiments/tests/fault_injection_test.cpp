@@ -76,7 +76,7 @@ constexpr FaultRow kFaults[] = {
 
 // The limits are set by prlimit(1), which then execs the program: `ulimit -n N`, `ulimit -u N`.
 constexpr const char* kPrlimit = "/usr/bin/prlimit";
-constexpr int kDescriptorLimits[] = {6, 8, 10, 12, 14, 16};
+constexpr int kDescriptorLimits[] = {4, 5, 6, 8, 10, 12, 14, 16};
 constexpr int kProcessLimits[] = {1, 2, 3};
 
 // ---- Reading what a program reported --------------------------------------------------------
@@ -462,6 +462,52 @@ TEST_SUITE("robustness") {
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     CHECK(fd >= 0);
     ::close(fd);
+  }
+
+  TEST_CASE("robustness: the fault checks catch a verdict after a fault and a why that names another errno") {
+    // The checks themselves, on records written by hand: each must be caught, and a clean one not.
+    const Condition accept_fault{"accept:EMFILE", "accept", EMFILE, true, {}};
+    const auto problems_of = [](const Condition& condition, const Record& record) {
+      RunReport report;
+      check_record(condition, record, report);
+      return report.problems;
+    };
+    const std::string failed_accept = R"json(["server 7: accept -> EMFILE (Too many open files)"])json";
+    // (a) a verdict although the server's accept failed.
+    CHECK(problems_of(accept_fault, {{"step", "s"}, {"outcome", "ok"}, {"verdict", "holds"}, {"call", "bind"},
+                                     {"calls", failed_accept}})
+              .size() == 1);
+    // (a) a could-not-run whose why does not name the failed call and errno.
+    CHECK_FALSE(problems_of(accept_fault, {{"step", "s"}, {"outcome", "could-not-run"}, {"why", "it broke"},
+                                           {"calls", failed_accept}})
+                    .empty());
+    // (b) a why that names an errno no call returned (the old "no free port (EADDRINUSE)").
+    CHECK_FALSE(problems_of(accept_fault, {{"step", "s"},
+                                           {"outcome", "could-not-run"},
+                                           {"why", "accept (server) returned EMFILE, bind EADDRINUSE"},
+                                           {"calls", failed_accept}})
+                    .empty());
+    // (d) the faulted call shown with another errno than the one injected.
+    const Condition bind_200{"bind:200", "bind", 200, true, {}};
+    CHECK_FALSE(problems_of(bind_200, {{"step", "s"},
+                                       {"outcome", "could-not-run"},
+                                       {"why", "bind (server) returned EIO (Input/output error)"},
+                                       {"calls", R"json(["server 7: bind 0.0.0.0:1 -> EIO (Input/output error)"])json"}})
+                    .empty());
+    // A verdict that carries no calls cannot be checked.
+    CHECK(problems_of(accept_fault, {{"step", "s"}, {"outcome", "ok"}, {"verdict", "holds"}}).size() == 1);
+    // Clean: the failure named, no verdict; and a verdict whose calls show no fault.
+    CHECK(problems_of(bind_200, {{"step", "s"},
+                                 {"outcome", "could-not-run"},
+                                 {"why", "bind 0.0.0.0:1 (server) returned errno 200 (Unknown error 200)"},
+                                 {"calls", R"json(["server 7: bind 0.0.0.0:1 -> errno 200 (Unknown error 200)"])json"}})
+              .empty());
+    CHECK(problems_of(accept_fault, {{"step", "s"},
+                                     {"outcome", "EADDRINUSE"},
+                                     {"verdict", "holds"},
+                                     {"call", "bind"},
+                                     {"calls", R"json(["server again 8: bind 0.0.0.0:1 -> EADDRINUSE (Address in use)"])json"}})
+              .empty());
   }
 
   TEST_CASE("robustness: every experiment under injected faults gives no verdict without its scenario") {
