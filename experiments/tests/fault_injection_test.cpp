@@ -198,6 +198,7 @@ struct RunReport {
   int could_not_run = 0;
   int verdicts = 0;
   int injected = -1;  // lines in the preload's log (-1: no log)
+  long long took_ms = 0;
   bool shown = false;  // a record's calls show the condition's failure
 };
 
@@ -222,15 +223,15 @@ void check_record(const Condition& condition, const Record& record, RunReport& r
 
   std::vector<ShownCall> calls;
   if (record.count("calls") == 0) {
-    problem(could_not_run ? "could-not-run without calls: the failure it names cannot be checked"
-            : skipped     ? "skipped without calls"
-                          : "a verdict without calls: its evidence cannot be checked");
+    problem(could_not_run ? "(calls) could-not-run without calls: the failure it names cannot be checked"
+            : skipped     ? "(calls) skipped without calls"
+                          : "(calls) a verdict without calls: its evidence cannot be checked");
   } else if (auto texts = string_array(record.at("calls"))) {
     for (const auto& text : *texts) {
       if (auto shown = shown_call(text)) calls.push_back(*shown);
     }
   } else {
-    problem("calls is not an array of strings");
+    problem("(calls) calls is not an array of strings");
   }
 
   // (a) the failure shows in the step: no verdict, and the why names it.
@@ -338,7 +339,7 @@ RunReport run_under(const ManifestEntry& entry, const Condition& condition, cons
   auto result = run_command(argv, Millis(20000));
   const auto took = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - started);
   if (!result) {
-    report.problems.push_back("could not start it: " + result.error().message());
+    report.problems.push_back("(exit) could not start it: " + result.error().message());
     return report;
   }
   // (c) in time, and nothing left behind.
@@ -356,7 +357,7 @@ RunReport run_under(const ManifestEntry& entry, const Condition& condition, cons
   if (!result->status.exited) {
     report.problems.push_back("(c) ended by " + signal_name(result->status.signal));
   } else if (result->status.code != 0 && result->status.code != 1) {
-    report.problems.push_back("exit status " + std::to_string(result->status.code) + ": " +
+    report.problems.push_back("(exit) status " + std::to_string(result->status.code) + ": " +
                               result->err.substr(0, result->err.find('\n')));
   }
 
@@ -366,25 +367,29 @@ RunReport run_under(const ManifestEntry& entry, const Condition& condition, cons
   while (std::getline(lines, line)) {
     auto record = parse_flat_json(line);
     if (!record) {
-      report.problems.push_back("not a JSON object: " + line.substr(0, 60));
+      report.problems.push_back("(exit) not a JSON object: " + line.substr(0, 60));
       continue;
     }
     check_record(condition, *record, report);
     any_could_not_run = any_could_not_run || (record->count("outcome") != 0 && record->at("outcome") == "could-not-run");
   }
   if (result->status.exited && result->status.code == 0 && any_could_not_run) {
-    report.problems.push_back("exit status 0 although a step could not run");
+    report.problems.push_back("(exit) status 0 although a step could not run");
   }
   // A program that stopped before its last step says why, with the errno that stopped it.
   const std::size_t steps_expected = steps_without_long(entry.number);
   if (static_cast<std::size_t>(report.steps) < steps_expected && result->status.exited && result->status.code == 1) {
     const auto named = errnos_named(result->err);
     if (named.count(shown_errno(condition.error)) == 0) {
-      report.problems.push_back("stopped after " + std::to_string(report.steps) + " steps without naming " +
+      report.problems.push_back("(stop) stopped after " + std::to_string(report.steps) + " steps without naming " +
                                 shown_errno(condition.error) + ": " + result->err.substr(0, result->err.find('\n')));
     }
   }
   if (!log_path.empty()) report.injected = lines_in(log_path);
+  report.took_ms = took.count();
+  // The rules' own problems first; a missing "calls" (every old-shape record) last.
+  std::stable_partition(report.problems.begin(), report.problems.end(),
+                        [](const std::string& problem) { return problem.find("(calls)") == std::string::npos; });
   return report;
 }
 
@@ -401,10 +406,30 @@ std::vector<ManifestEntry> experiments_to_run() {
   return entries;
 }
 
+// "(a) x2, (calls) x1": how many problems of each kind (the tag each problem line carries).
+std::string kinds_of(const std::vector<std::string>& problems) {
+  std::vector<std::pair<std::string, int>> kinds;
+  for (const auto& line : problems) {
+    const auto open = line.find('(');
+    const auto close = line.find(')', open);
+    const auto kind = open == std::string::npos || close == std::string::npos ? std::string("?")
+                                                                              : line.substr(open, close - open + 1);
+    auto found = std::find_if(kinds.begin(), kinds.end(), [&](const auto& known) { return known.first == kind; });
+    if (found == kinds.end()) {
+      kinds.emplace_back(kind, 1);
+    } else {
+      ++found->second;
+    }
+  }
+  std::string text;
+  for (const auto& [kind, count] : kinds) text += (text.empty() ? "" : ", ") + kind + " x" + std::to_string(count);
+  return text.empty() ? "ok" : text;
+}
+
 // Runs every experiment under every condition; one CHECK per run, and a table of the results.
 void run_matrix(const std::vector<Condition>& conditions, bool with_log) {
   std::ostringstream table;
-  table << "experiment | condition | steps | could-not-run | verdicts | injected | result\n";
+  table << "experiment | condition | steps | could-not-run | verdicts | injected | ms | problems\n";
   for (const auto& entry : experiments_to_run()) {
     for (const auto& condition : conditions) {
       CAPTURE(entry.number);
@@ -426,10 +451,8 @@ void run_matrix(const std::vector<Condition>& conditions, bool with_log) {
       table << entry.number << " | " << condition.label << " | " << report.steps << " | " << report.could_not_run
             << " | " << report.verdicts << " | "
             << (report.injected < 0 ? std::string("-") : std::to_string(report.injected)) << " | "
-            << (report.problems.empty() ? std::string("ok")
-                                        : std::to_string(report.problems.size()) + " problems, first: " +
-                                              report.problems.front())
-            << "\n";
+            << report.took_ms << " | " << kinds_of(report.problems)
+            << (report.problems.empty() ? std::string() : "; first: " + report.problems.front()) << "\n";
     }
   }
   MESSAGE("results:\n" << table.str());
