@@ -56,7 +56,9 @@ struct Fault {
 Fault fault;
 
 [[noreturn]] void refuse(const char* why, const char* spec) {
-  std::fprintf(stderr, "fault_preload: %s in PORTREUSE_FAULT='%s' (want CALL:ERRNO[:after=N][:in=child][:skip-port-0])\n", why, spec);
+  std::fprintf(stderr,
+               "fault_preload: %s in PORTREUSE_FAULT='%s' (want CALL:ERRNO[:after=N][:in=child][:skip-port-0])\n", why,
+               spec);
   std::fflush(stderr);
   _exit(125);
 }
@@ -88,9 +90,9 @@ void arm(const char* spec) {
   const auto call_length = static_cast<std::size_t>(colon - spec);
   if (call_length == 0 || call_length >= sizeof fault.call) refuse("no call name", spec);
   std::memcpy(fault.call, spec, call_length);
-  static const char* const kCalls[] = {"socket", "bind", "listen", "connect", "accept", "fork",
-                                       "pipe2", "setsockopt", "getsockname", "send", "recv",
-                                       "sendto", "recvfrom", "shutdown", "kill"};
+  static const char* const kCalls[] = {"socket", "bind",   "listen",     "connect",     "accept",
+                                       "fork",   "pipe2",  "setsockopt", "getsockname", "send",
+                                       "recv",   "sendto", "recvfrom",   "shutdown",    "kill"};
   bool known = false;
   for (const char* call : kCalls) known = known || std::strcmp(call, fault.call) == 0;
   if (!known) refuse("a call this library cannot fail", spec);
@@ -173,12 +175,12 @@ Function real(const char* name) {
 }  // namespace
 
 // Each wrapper fails when the fault strikes, and otherwise calls the next definition (libc's).
-#define PORTREUSE_FAULT_WRAP_WHERE(ret, name, params, args, where) \
-  extern "C" ret name params {                                                \
-    using Real = ret(*) params;                                               \
-    static Real next = real<Real>(#name);                                     \
-    if (strikes where) return static_cast<ret>(-1);                           \
-    return next args;                                                         \
+#define PORTREUSE_FAULT_WRAP_WHERE(ret, name, params, args, where)       \
+  extern "C" ret name params {                                           \
+    using Real = ret(*) params; /* NOLINT(bugprone-macro-parentheses) */ \
+    static Real next = real<Real>(#name);                                \
+    if (strikes where) return static_cast<ret>(-1);                      \
+    return next args;                                                    \
   }
 #define PORTREUSE_FAULT_WRAP(ret, name, params, args, fault_name) \
   PORTREUSE_FAULT_WRAP_WHERE(ret, name, params, args, (fault_name))
@@ -189,7 +191,8 @@ PORTREUSE_FAULT_WRAP_WHERE(int, bind, (int fd, const struct sockaddr* address, s
 PORTREUSE_FAULT_WRAP(int, listen, (int fd, int backlog), (fd, backlog), "listen")
 PORTREUSE_FAULT_WRAP_WHERE(int, connect, (int fd, const struct sockaddr* address, socklen_t length),
                            (fd, address, length), ("connect", address, length))
-PORTREUSE_FAULT_WRAP(int, accept, (int fd, struct sockaddr* address, socklen_t* length), (fd, address, length), "accept")
+PORTREUSE_FAULT_WRAP(int, accept, (int fd, struct sockaddr* address, socklen_t* length), (fd, address, length),
+                     "accept")
 PORTREUSE_FAULT_WRAP(int, accept4, (int fd, struct sockaddr* address, socklen_t* length, int flags),
                      (fd, address, length, flags), "accept")
 PORTREUSE_FAULT_WRAP(pid_t, fork, (void), (), "fork")
