@@ -9,8 +9,9 @@
 //   (d) no fallback errno: the faulted call shows the injected errno, never another.
 // A record that gives a verdict must carry its calls, or none of this can be checked.
 //
-// Run one part:   ctest --preset robustness -R 'fault'
-// Only some experiments:   PORTREUSE_FAULT_ONLY=02,05 build/default/bin/portreuse_robustness_tests
+// Run them:   ctest --preset robustness -R 'fault|limit'
+// Only some experiments:   PORTREUSE_FAULT_ONLY=02,05 build/default/bin/portreuse_robustness_tests -tc='*every*'
+// Each run is one row of the table printed at the end (and appended to $PORTREUSE_FAULT_REPORT).
 #include <doctest/doctest.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -461,6 +462,14 @@ void run_matrix(const std::vector<Condition>& conditions, bool with_log) {
     }
   }
   MESSAGE("results:\n" << table.str());
+  // scripts/reliability.sh collects the rows of every run here (PORTREUSE_FAULT_REPORT=FILE).
+  if (const char* path = std::getenv("PORTREUSE_FAULT_REPORT"); path != nullptr && *path != '\0') {
+    std::istringstream rows(table.str());
+    std::string row;
+    std::getline(rows, row);  // the heading
+    std::ofstream report(path, std::ios::app);
+    while (std::getline(rows, row)) report << row << '\n' << std::flush;
+  }
 }
 
 TEST_SUITE("robustness") {
