@@ -57,8 +57,9 @@ Fault fault;
 
 [[noreturn]] void refuse(const char* why, const char* spec) {
   std::fprintf(stderr,
-               "fault_preload: %s in PORTREUSE_FAULT='%s' (want CALL:ERRNO[:after=N][:in=child][:skip-port-0])\n", why,
-               spec);
+               "fault_preload: %s in PORTREUSE_FAULT='%s'\n"
+               "  want CALL:ERRNO[:after=N][:in=child][:skip-port-0]; see fault_preload.cpp\n",
+               why, spec);
   std::fflush(stderr);
   _exit(125);
 }
