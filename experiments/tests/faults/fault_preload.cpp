@@ -3,7 +3,8 @@
 // test only, never into the test itself.
 //
 //   PORTREUSE_FAULT=CALL:ERRNO[:after=N][:in=child][:skip-port-0]
-//     CALL         socket bind listen connect accept (also accept4) fork pipe2 (also pipe)
+//     CALL         socket bind listen connect accept (also accept4; waits up to 3 s for a
+//                  connection first, as the kernel fails it) fork pipe2 (also pipe)
 //                  setsockopt getsockname send recv sendto recvfrom shutdown kill
 //     ERRNO        a name (EMFILE, ECONNREFUSED, EROFS...) or a number (200: one no table names)
 //     after=N      the first N calls go through; every later one fails. Default 0: all fail.
@@ -27,6 +28,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -192,10 +194,19 @@ PORTREUSE_FAULT_WRAP_WHERE(int, bind, (int fd, const struct sockaddr* address, s
 PORTREUSE_FAULT_WRAP(int, listen, (int fd, int backlog), (fd, backlog), "listen")
 PORTREUSE_FAULT_WRAP_WHERE(int, connect, (int fd, const struct sockaddr* address, socklen_t length),
                            (fd, address, length), ("connect", address, length))
-PORTREUSE_FAULT_WRAP(int, accept, (int fd, struct sockaddr* address, socklen_t* length), (fd, address, length),
-                     "accept")
-PORTREUSE_FAULT_WRAP(int, accept4, (int fd, struct sockaddr* address, socklen_t* length, int flags),
-                     (fd, address, length, flags), "accept")
+// accept() fails the way the kernel fails it: when a connection is there to take (the kernel
+// then has no descriptor for it), not at once; a server that cannot take its client must not
+// look as if it died before the client came. Waits at most 3 s, as the suite's calls do.
+namespace {
+void await_connection(int fd) {
+  pollfd wanted{fd, POLLIN, 0};
+  (void)::poll(&wanted, 1, 3000);
+}
+}  // namespace
+PORTREUSE_FAULT_WRAP_WHERE(int, accept, (int fd, struct sockaddr* address, socklen_t* length), (fd, address, length),
+                           ("accept") && (await_connection(fd), true))
+PORTREUSE_FAULT_WRAP_WHERE(int, accept4, (int fd, struct sockaddr* address, socklen_t* length, int flags),
+                           (fd, address, length, flags), ("accept") && (await_connection(fd), true))
 PORTREUSE_FAULT_WRAP(pid_t, fork, (void), (), "fork")
 PORTREUSE_FAULT_WRAP(int, pipe, (int ends[2]), (ends), "pipe2")
 PORTREUSE_FAULT_WRAP(int, pipe2, (int ends[2], int flags), (ends, flags), "pipe2")
