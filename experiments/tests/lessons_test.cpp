@@ -101,7 +101,8 @@ std::vector<LessonCommand> commands_in(const fs::path& path) {
                           status_marker(block_marker + line)});
       continue;
     }
-    if (line.find("<!--") != std::string::npos && line.find("not run") != std::string::npos) block_marker = line;
+    // A marker on the line just before a fenced block applies to the block's commands.
+    block_marker = line.find("<!--") != std::string::npos ? line : std::string();
     for (std::sregex_iterator it(line.begin(), line.end(), inline_code), end; it != end; ++it) {
       const auto command = (*it)[1].str();
       commands.push_back({file, number, command, reason_not_run(command, line), status_marker(line)});
@@ -187,9 +188,11 @@ TEST_CASE("lessons: every program and script a lesson names exists") {
   CHECK(named > 15);
 }
 
-TEST_CASE("lessons: the commands of lessons 01 to 05 run as written") { run_lessons({"01", "02", "03", "04", "05"}); }
-TEST_CASE("lessons: the commands of lessons 06 to 10 run as written") { run_lessons({"06", "07", "08", "09", "10"}); }
-TEST_CASE("lessons: the commands of lessons 11 to 15 run as written") { run_lessons({"11", "12", "13", "14", "15"}); }
+TEST_CASE("lessons: the commands of lessons 01 to 03 run as written") { run_lessons({"01", "02", "03"}); }
+TEST_CASE("lessons: the commands of lessons 04 to 06 run as written") { run_lessons({"04", "05", "06"}); }
+TEST_CASE("lessons: the commands of lessons 07 to 09 run as written") { run_lessons({"07", "08", "09"}); }
+TEST_CASE("lessons: the commands of lessons 10 to 12 run as written") { run_lessons({"10", "11", "12"}); }
+TEST_CASE("lessons: the commands of lessons 13 to 15 run as written") { run_lessons({"13", "14", "15"}); }
 TEST_CASE("lessons: the commands of the lessons index and reference pages run as written") {
   run_lessons({"README.md", "platforms.md", "sources.md"});
 }
