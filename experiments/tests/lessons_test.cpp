@@ -97,8 +97,8 @@ std::vector<LessonCommand> commands_in(const fs::path& path) {
       if (fence == "sh") command = line;
       if (fence == "console" && line.rfind("$ ", 0) == 0) command = line.substr(2);
       if (command.empty() || command.front() == '#') continue;
-      commands.push_back({file, number, command, reason_not_run(command, block_marker + line),
-                          status_marker(block_marker + line)});
+      commands.push_back(
+          {file, number, command, reason_not_run(command, block_marker + line), status_marker(block_marker + line)});
       continue;
     }
     // A marker on the line just before a fenced block applies to the block's commands.
@@ -152,8 +152,7 @@ void run_lessons(const std::set<std::string>& wanted) {
       CAPTURE(command.line);
       CAPTURE(command.text);
       if (!command.not_run.empty()) {
-        MESSAGE("not run (" << command.not_run << "): " << command.file << ":" << command.line << " "
-                            << command.text);
+        MESSAGE("not run (" << command.not_run << "): " << command.file << ":" << command.line << " " << command.text);
         continue;
       }
       const auto result = run_program({"/bin/sh", "-c", as_run(command.text)}, Millis(25000));
@@ -188,11 +187,21 @@ TEST_CASE("lessons: every program and script a lesson names exists") {
   CHECK(named > 15);
 }
 
-TEST_CASE("lessons: the commands of lessons 01 to 03 run as written") { run_lessons({"01", "02", "03"}); }
-TEST_CASE("lessons: the commands of lessons 04 to 06 run as written") { run_lessons({"04", "05", "06"}); }
-TEST_CASE("lessons: the commands of lessons 07 to 09 run as written") { run_lessons({"07", "08", "09"}); }
-TEST_CASE("lessons: the commands of lessons 10 to 12 run as written") { run_lessons({"10", "11", "12"}); }
-TEST_CASE("lessons: the commands of lessons 13 to 15 run as written") { run_lessons({"13", "14", "15"}); }
+TEST_CASE("lessons: the commands of lessons 01 to 03 run as written") {
+  run_lessons({"01", "02", "03"});
+}
+TEST_CASE("lessons: the commands of lessons 04 to 06 run as written") {
+  run_lessons({"04", "05", "06"});
+}
+TEST_CASE("lessons: the commands of lessons 07 to 09 run as written") {
+  run_lessons({"07", "08", "09"});
+}
+TEST_CASE("lessons: the commands of lessons 10 to 12 run as written") {
+  run_lessons({"10", "11", "12"});
+}
+TEST_CASE("lessons: the commands of lessons 13 to 15 run as written") {
+  run_lessons({"13", "14", "15"});
+}
 TEST_CASE("lessons: the commands of the lessons index and reference pages run as written") {
   run_lessons({"README.md", "platforms.md", "sources.md"});
 }
