@@ -142,15 +142,15 @@ TEST_SUITE("robustness") {
     MESSAGE("20 runs, " << differing << " differing from the first");
   }
 
-  TEST_CASE("robustness: run-all rejects bad input with one line and the usage and exit status 2") {
+  TEST_CASE("robustness: run-all rejects bad input with one line and exit status 2") {
     struct Bad {
       std::vector<std::string> arguments;
       const char* message;
     };
     for (const auto& bad :
          {Bad{{"--frobnicate"}, "unknown option --frobnicate"}, Bad{{"--only"}, "option --only needs a value"},
-          Bad{{"--only", "99"}, "unknown experiment '99'"}, Bad{{"--only", "1"}, "unknown experiment '1'"},
-          Bad{{"--only", ","}, "needs at least one experiment"}}) {
+          Bad{{"--only", "99"}, "unknown experiment '99'"}, Bad{{"--only", "1a"}, "unknown experiment '1a'"},
+          Bad{{"--only", ","}, "empty item"}}) {
       CAPTURE(bad.message);
       auto arguments = bad.arguments;
       arguments.insert(arguments.begin(), "--json");
@@ -159,7 +159,8 @@ TEST_SUITE("robustness") {
       CHECK(result.out.empty());
       const auto first_line = result.err.substr(0, result.err.find('\n'));
       CHECK(first_line.find(bad.message) != std::string::npos);
-      CHECK(result.err.find("Usage: ") != std::string::npos);
+      CHECK(result.err == first_line + "\n");
+      CHECK(first_line.find("--help") != std::string::npos);
     }
   }
 
@@ -246,15 +247,15 @@ TEST_SUITE("robustness") {
     CHECK(waited < std::chrono::seconds(8));
   }
 
-  TEST_CASE("robustness: the summary tool rejects bad input with one line and the usage and exit status 2") {
+  TEST_CASE("robustness: the summary tool rejects bad input with one line and exit status 2") {
     for (const auto& arguments : std::vector<std::vector<std::string>>{{"--frobnicate"}, {}, {"a", "b"}}) {
       std::vector<std::string> argv{tool_path("portreuse-summary")};
       argv.insert(argv.end(), arguments.begin(), arguments.end());
       const auto result = run_program(argv);
       CHECK(result.status.code == 2);
       CHECK(result.out.empty());
-      CHECK(result.err.find('\n') != std::string::npos);
-      CHECK(result.err.find("Usage: portreuse-summary") != std::string::npos);
+      CHECK(result.err.find('\n') == result.err.size() - 1);
+      CHECK(result.err.find("portreuse-summary --help") != std::string::npos);
     }
   }
 
