@@ -98,15 +98,17 @@ done
 selected=()
 if $only_given; then
   [[ -n $only ]] || usage_error "option --only needs at least one experiment number (like 02,05)"
+  [[ $only =~ ^[0-9,]+$ ]] ||
+    usage_error "option --only takes experiment numbers and commas, not $(shown "$only")"
   [[ $only =~ (^,|,,|,$) ]] && usage_error "option --only has an empty item in '$(shown "$only")' (want NN[,NN...])"
   IFS=',' read -ra wanted <<<"$only"
   for item in "${wanted[@]}"; do
     # 2 and 02 name the same experiment.
-    [[ $item =~ ^[0-9]{1,2}$ ]] || usage_error "unknown experiment '$(shown "$item")' in --only (see --list)"
+    [[ $item =~ ^[0-9]{1,2}$ ]] || usage_error "unknown experiment '$item' in --only"
     number=$(printf '%02d' "$((10#$item))")
     found=""
     for index in "${!numbers[@]}"; do [[ ${numbers[$index]} == "$number" ]] && found=$index; done
-    [[ -n $found ]] || usage_error "unknown experiment '$item' in --only (see --list)"
+    [[ -n $found ]] || usage_error "unknown experiment '$item' in --only"
     for earlier in "${selected[@]}"; do
       [[ $earlier == "$found" ]] && usage_error "experiment $number is named twice in --only"
     done
@@ -133,7 +135,7 @@ configure_presets() {
 }
 preset=${PORTREUSE_PRESET:-default}
 if [[ ! $preset =~ ^[A-Za-z0-9_-]+$ ]] || ! configure_presets | grep -qx -- "$preset"; then
-  usage_error "PORTREUSE_PRESET='$(shown "$preset")' is not a configure preset of CMakePresets.json ($(configure_presets | paste -sd, | sed 's/,/, /g'))"
+  usage_error "PORTREUSE_PRESET=$(shown "$preset") is not a configure preset of CMakePresets.json ($(configure_presets | paste -sd, | sed 's/,/, /g'))"
 fi
 build_dir="$root/build/$preset"
 # PORTREUSE_BIN_DIR lets the tests point run-all at the build they belong to.
@@ -293,7 +295,7 @@ pause() {
 }
 
 failed=()
-started=$(date +%s%N)
+elapsed_ns=0  # the programs' own time, without the waits for the build
 for index in "${selected[@]}"; do
   number=${numbers[$index]}
   program=$(program_of "$index")
@@ -303,14 +305,16 @@ for index in "${selected[@]}"; do
   # Only programs with long steps know --long.
   if $long && grep -q -- '--long' <<<"$("$program" --help)"; then flags+=(--long); fi
   status=0
+  started=$(date +%s%N)
   if $json; then
     "$program" --json "${flags[@]}" || status=$?
   else
     "$program" --record "/dev/fd/$record_fd" "${flags[@]}" || status=$?
   fi
+  elapsed_ns=$((elapsed_ns + $(date +%s%N) - started))
   [[ $status -eq 0 ]] || failed+=("$number (exit status $status)")
 done
-elapsed_ms=$((($(date +%s%N) - started) / 1000000))
+elapsed_ms=$((elapsed_ns / 1000000))
 
 if ! $json; then
   summary_flags=()
