@@ -148,7 +148,7 @@ TEST_SUITE("robustness") {
     check_one_line_usage_error(run_program({tool_path("portreuse-summary"), "/nonexistent/" + nasty}), "cannot open");
   }
 
-  TEST_CASE("input: PORTREUSE_PRESET must name a configure preset, never a path") {
+  TEST_CASE("input: PORTREUSE_PRESET must name a configure preset and never a path") {
     const fs::path outside = fs::path(PORTREUSE_SOURCE_DIR).parent_path() / "portreuse-preset-escape";
     std::error_code ignored;
     fs::remove_all(outside, ignored);
@@ -295,7 +295,7 @@ TEST_SUITE("robustness") {
     }
   }
 
-  TEST_CASE("input: with loopback down run-all says so once, before any program, and claims nothing") {
+  TEST_CASE("input: with loopback down run-all says so once before any program and claims nothing") {
     const auto probe = run_command({"/usr/bin/unshare", "-Urn", "/bin/true"}, Millis(5000));
     if (!probe || probe->status.code != 0) {
       MESSAGE("user and network namespaces are not available here; nothing to check");
