@@ -39,8 +39,8 @@ struct Settings {
 // dropped, and every other control character a server sends (an escape sequence could clear or
 // retitle the student's terminal) is shown escaped, as tcp_server does with what it receives.
 std::string shown(std::string_view text) {
-  if (text.size() >= 1 && text.back() == '\n') text.remove_suffix(1);
-  if (text.size() >= 1 && text.back() == '\r') text.remove_suffix(1);
+  if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
   return "\"" + escape_controls(text) + "\"";
 }
 
