@@ -326,7 +326,9 @@ if ! $json; then
 fi
 
 if [[ ${#failed[@]} -gt 0 ]]; then
-  # The programs' own messages went to standard error while they ran, before this line.
-  echo "run-all.sh: these experiments could not run: ${failed[*]}; each said why on standard error above" >&2
+  # The programs' own messages went to standard error while they ran, before these lines.
+  list=$(printf '%s, ' "${failed[@]}")
+  echo "run-all.sh: these experiments could not run: ${list%, }; each said why on standard error above" |
+    fold -s -w 80 >&2
   exit 1
 fi
