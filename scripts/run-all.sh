@@ -29,25 +29,25 @@ manifest="$root/experiments/manifest.txt"
 
 usage() {
   cat <<'USAGE'
-Usage: scripts/run-all.sh [--list] [--only NN[,NN...]] [--step] [--json] [--long]
-                          [--no-build] [--no-color] [--help]
+Usage: scripts/run-all.sh [--list] [--only NN[,NN...]] [--step] [--json]
+                          [--long] [--no-build] [--no-color] [--help]
 
-Builds the programs this run needs (CMake preset "default") when they are missing or
-stale, runs the experiments in teaching order (the first one as soon as it is built,
-while the others still build) and ends with a summary table.
+Builds the programs this run needs (CMake preset "default") when they are
+missing or stale, runs the experiments in teaching order (each one as soon as
+it is built, while the others still build) and ends with a summary table.
 
 Options:
   --list          list the experiments and exit
   --only LIST     run only these experiments, e.g. --only 02,05 (or 2,5)
-  --step          pause for Enter before each experiment and each step (classroom)
+  --step          pause for Enter before each experiment and step (classroom)
   --json          print the experiments' JSON Lines only (one object per step)
   --long          also run the steps that take minutes (waiting out TIME_WAIT)
   --no-build      do not build; use the programs already in build/default/bin
-  --no-color      no colours (also when NO_COLOR is set or output is not a terminal)
+  --no-color      no colours (also with NO_COLOR set or output not a terminal)
   --help          show this help and exit
 
-Environment: PORTREUSE_PRESET names another configure preset of CMakePresets.json
-(debug, asan) whose build to use.
+Environment: PORTREUSE_PRESET names another configure preset of
+CMakePresets.json (debug, asan) whose build to use.
 USAGE
 }
 

@@ -15,7 +15,7 @@ usage() {
   cat <<'EOF'
 Usage: scripts/test.sh [--no-install] [--help]
 
-Installs doctest-dev and tmux when they are missing (Debian/Ubuntu, with apt-get),
+Installs doctest-dev and tmux when they are missing (Debian/Ubuntu, apt-get),
 then configures, builds and runs the tests: cmake --workflow --preset default.
 
 Options:
@@ -81,22 +81,26 @@ if [[ ${#missing[@]} -gt 0 ]]; then
       "${apt[@]}" install "${missing[@]}" >/dev/null
     fi
   elif [[ ${#needed[@]} -gt 0 ]]; then
-    echo "test.sh: the tests need ${needed[*]}${wanted:+ (and ${wanted[*]} for the terminal tests)}, and this user cannot install them. Run:" >&2
+    echo "test.sh: the tests need ${needed[*]}${wanted:+ (and ${wanted[*]} for the terminal tests)}." >&2
+    echo "This user cannot install them; run:" >&2
     echo "  $one_command" >&2
     echo "then scripts/test.sh again." >&2
     exit 1
   else
-    echo "test.sh: the terminal tests (ctest --preset terminal) need ${wanted[*]}: $one_command" >&2
+    echo "test.sh: the terminal tests (ctest --preset terminal) need ${wanted[*]}; run:" >&2
+    echo "  $one_command" >&2
   fi
 fi
 
 if ! $debian && [[ ! -f /usr/include/doctest/doctest.h && ! -f /usr/local/include/doctest/doctest.h &&
   ! -f /opt/homebrew/include/doctest/doctest.h ]]; then
   cat >&2 <<'EOF'
-test.sh: doctest does not seem to be installed; install it (and tmux for the terminal tests):
-  Fedora: sudo dnf install doctest-devel tmux     Arch: sudo pacman -S doctest tmux
-  macOS:  brew install doctest tmux               vcpkg: vcpkg install doctest
-Going on: CMake tries a pinned doctest release and says so if it cannot get one.
+test.sh: doctest does not seem to be installed; install it (and tmux for the
+terminal tests):
+  Fedora: sudo dnf install doctest-devel tmux
+  Arch:   sudo pacman -S doctest tmux
+  macOS:  brew install doctest tmux        vcpkg: vcpkg install doctest
+Going on: CMake tries a pinned doctest release and says so if it cannot.
 EOF
 fi
 
