@@ -134,8 +134,13 @@ configure_presets() {
        END { for (i = 1; i <= count; ++i) if (!(names[i] in hidden)) print names[i] }' "$root/CMakePresets.json"
 }
 preset=${PORTREUSE_PRESET:-default}
-if [[ ! $preset =~ ^[A-Za-z0-9_-]+$ ]] || ! configure_presets | grep -qx -- "$preset"; then
-  usage_error "PORTREUSE_PRESET=$(shown "$preset") is not a configure preset of CMakePresets.json ($(configure_presets | paste -sd, | sed 's/,/, /g'))"
+# The whole list first: `grep -q` in a pipeline could end awk early (SIGPIPE, with pipefail).
+mapfile -t presets < <(configure_presets)
+known=false
+for name in "${presets[@]}"; do [[ $name == "$preset" ]] && known=true; done
+if [[ ! $preset =~ ^[A-Za-z0-9_-]+$ ]] || ! $known; then
+  list=$(printf '%s, ' "${presets[@]}")
+  usage_error "PORTREUSE_PRESET=$(shown "$preset") is not a configure preset of CMakePresets.json (${list%, })"
 fi
 build_dir="$root/build/$preset"
 # PORTREUSE_BIN_DIR lets the tests point run-all at the build they belong to.
