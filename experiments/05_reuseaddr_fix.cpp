@@ -10,47 +10,129 @@
 // small problem: Address already in use" and "端口复用 (bind error: Address already in use 问题)".
 // Lesson: lessons/05-reuseaddr-fix.md
 //
-// Usage: 05-reuseaddr-fix [--port P] [--json] [--no-color] [--step]
+// Usage: build/default/bin/05-reuseaddr-fix [--port P] [--json] [--no-color] [--step]
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <optional>
+#include <string>
 
-#include "portreuse/experiment.hpp"
-#include "portreuse/scenarios.hpp"
+#include "portreuse/lab.hpp"
 
 namespace {
 
-using namespace portreuse;
+using namespace portreuse::lab;
 
-// Every step: the old server serves one client, closes first (TIME_WAIT on its side), gets Ctrl+C.
-RestartPlan restart_after_time_wait(std::optional<int> old_reuse, std::optional<int> new_reuse) {
-  RestartPlan plan;
-  plan.serve_one_client = true;
-  plan.first_to_close = FirstToClose::server;
-  plan.stop_signal = SIGINT;
-  plan.old_options.reuse_address = old_reuse;
-  plan.new_options.reuse_address = new_reuse;
-  return plan;
+// Every step starts the same way: the old server sets SO_REUSEADDR to `old_reuse` before bind()
+// (nullopt: it never heard of the option), answers one client, closes first, and gets Ctrl+C.
+// Returns what the kernel still holds for the port afterwards.
+Situation leave_a_time_wait(Lab& lab, std::optional<int> old_reuse) {
+  const auto address = lab.wildcard();
+  const auto port = std::to_string(lab.port());
+
+  lab.you(old_reuse ? "start the server (SO_REUSEADDR=" + std::to_string(*old_reuse) + " before bind)"
+                    : std::string("start the server (no socket options)"));
+  auto server = lab.spawn("server", Role::server, [&](Trace& t) {
+    const int listener = t.must("socket", ::socket(AF_INET, SOCK_STREAM, 0));
+    if (old_reuse) {
+      const int value = *old_reuse;
+      t.must("setsockopt", ::setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &value, sizeof value),
+             "SO_REUSEADDR=" + std::to_string(value));
+    }
+    t.must("bind", ::bind(listener, address.raw(), address.raw_length()), address);
+    t.must("listen", ::listen(listener, 8));
+    const int connection = t.must("accept", ::accept(listener, nullptr, nullptr));
+    t.receive_text(connection);
+    t.send_text(connection, "message received");
+    t.must("close", ::close(connection));  // the server closes first: the TIME_WAIT will be its own
+    t.wait_for_signal();
+  });
+  server.must_reach("listen");
+
+  auto client = lab.actor("client", Role::client);
+  const auto to = lab.loopback();
+  const int fd = client.must("socket", ::socket(AF_INET, SOCK_STREAM, 0));
+  client.must("connect", ::connect(fd, to.raw(), to.raw_length()), to);
+  client.send_text(fd, "hello from the client");
+  client.receive_text(fd);  // the receipt
+  server.must_reach("close");
+  client.receive_text(fd);  // 0 bytes: end of stream, because the server closed first
+  client.must("close", ::close(fd));
+  lab.show_sockets("the kernel's sockets for the port now:");
+  lab.pause("listener and TIME_WAIT: ss -tano sport = :" + port);
+
+  auto you = lab.actor("you");
+  you.must("kill", ::kill(server.pid(), SIGINT), "SIGINT (Ctrl+C) to the server");
+  server.reap();
+  const auto left_behind = lab.show_sockets("what the kernel still holds for the port:");
+  lab.pause("the server is gone: ss -tano state time-wait sport = :" + port);
+  return left_behind;
 }
 
-Observation restart_with_reuseaddr_both(StepContext& context) {
-  return restart_server(context, restart_after_time_wait(1, 1));
+// The restarted server with the fix as the articles give it: SO_REUSEADDR before bind().
+Process start_again(Lab& lab, int reuse) {
+  const auto address = lab.wildcard();
+  const auto option = "SO_REUSEADDR=" + std::to_string(reuse);
+  lab.you("start the server again: a new process, " + option + " before bind()");
+  return lab.spawn("server again", Role::server, [&](Trace& t) {
+    const int listener = t.must("socket", ::socket(AF_INET, SOCK_STREAM, 0));
+    t.must("setsockopt", ::setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof reuse), option);
+    if (t.call("bind", ::bind(listener, address.raw(), address.raw_length()), address) == 0) {
+      t.call("listen", ::listen(listener, 8));
+    }
+  });
 }
 
-Observation restart_with_reuseaddr_new_only(StepContext& context) {
-  return restart_server(context, restart_after_time_wait(std::nullopt, 1));
+// The restart's bind() answers each step, once the old server's TIME_WAIT was really there.
+Observation answer(Lab& lab, const std::optional<Event>& bound, Situation left_behind) {
+  auto observation = lab.observe(bound,
+                                 {Evidence::accepted, Evidence::server_closed_first, Evidence::server_stopped,
+                                  Evidence::time_wait_seen},
+                                 left_behind);
+  lab.report_time_waits(observation);
+  return observation;
 }
 
-Observation restart_with_reuseaddr_zero(StepContext& context) {
-  return restart_server(context, restart_after_time_wait(0, 0));
+Observation restart_with_reuseaddr_both(Lab& lab) {
+  const auto left_behind = leave_a_time_wait(lab, 1);
+  auto restarted = start_again(lab, 1);
+  return answer(lab, restarted.wait_for("bind"), left_behind);
+}
+
+Observation restart_with_reuseaddr_new_only(Lab& lab) {
+  const auto left_behind = leave_a_time_wait(lab, std::nullopt);
+  auto restarted = start_again(lab, 1);
+  return answer(lab, restarted.wait_for("bind"), left_behind);
+}
+
+Observation restart_with_reuseaddr_zero(Lab& lab) {
+  const auto left_behind = leave_a_time_wait(lab, 0);
+  auto restarted = start_again(lab, 0);
+  return answer(lab, restarted.wait_for("bind"), left_behind);
 }
 
 // The old server did it right; the new one calls bind() first and sets the option afterwards, so
 // the order of the two calls is the only difference from restart-with-reuseaddr-both.
-Observation setsockopt_after_bind(StepContext& context) {
-  auto plan = restart_after_time_wait(1, std::nullopt);
-  plan.new_options_after_bind.reuse_address = 1;
-  return restart_server(context, plan);
+Observation setsockopt_after_bind(Lab& lab) {
+  const auto left_behind = leave_a_time_wait(lab, 1);
+  const auto address = lab.wildcard();
+  lab.you("start the server again: bind() first, SO_REUSEADDR=1 after it");
+  auto restarted = lab.spawn("server again", Role::server, [&](Trace& t) {
+    const int listener = t.must("socket", ::socket(AF_INET, SOCK_STREAM, 0));
+    t.call("bind", ::bind(listener, address.raw(), address.raw_length()), address);
+    const int on = 1;
+    t.call("setsockopt", ::setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on), "SO_REUSEADDR=1");
+    t.note("that option came too late: bind() had already answered");
+  });
+  const auto bound = restarted.wait_for("bind");
+  restarted.must_reach("setsockopt");  // the late option is part of the scenario: seen, after bind
+  restarted.reap();                     // and what the server said about it
+  return answer(lab, bound, left_behind);
 }
+
+// ---- The claims, and the explanations the observed outcome chooses from ----------------------
 
 const std::string kIbm = "\"Port reuse C++ (address reuse)\" (IBM developerWorks, l-sockpit)";
 const std::string kIbmAndCtrlC = kIbm + "; \"Socket programming small problem: Address already in use\"";
@@ -64,9 +146,6 @@ const std::string kListenerLeft =
     "lets a socket share a port with a live listener on Linux (experiment 07).";
 
 const Experiment kExperiment{
-    .number = "05",
-    .slug = "reuseaddr-fix",
-    .title = "The SO_REUSEADDR fix, and when it is not enough",
     .summary =
         "Every step restarts a server whose last connection left a TIME_WAIT socket on its port. The usual fix is "
         "SO_REUSEADDR=1 before bind(); see what the kernel makes of it when both servers set it, when only the new "
@@ -80,20 +159,18 @@ const Experiment kExperiment{
                 .claim = "With SO_REUSEADDR=1 set before bind(), a restarted server can use its port at once, "
                          "although the old connection is still in TIME_WAIT.",
                 .source = kIbmAndCtrlC,
-                .claimed = "ok",
-                .expected_linux = "ok",
-                .elsewhere = "",
+                .claimed = kOk,
                 .explanations =
                     {
-                        {"ok", "time-wait",
+                        {kOk, Situation::time_wait,
                          "The old connection's TIME_WAIT socket was still bound to the port, but it came from a "
                          "listener with SO_REUSEADDR=1 and kept that setting. The new socket had the option too, "
                          "and a TIME_WAIT socket is not listening: Linux lets the two share the port, and TIME_WAIT "
                          "goes on protecting the old connection's four-tuple."},
-                        {"ok", "clean", kNothingHeld},
-                        {"ok", "", "The restart bound the port at once; the socket table above shows what was left."},
-                        {"EADDRINUSE", "listener", kListenerLeft},
-                        {"EADDRINUSE", "",
+                        {kOk, Situation::clean, kNothingHeld},
+                        {kOk, Situation::any, "The restart bound the port at once; the socket table above shows what was left."},
+                        {EADDRINUSE, Situation::listener, kListenerLeft},
+                        {EADDRINUSE, Situation::any,
                          "The restart was refused although both servers set SO_REUSEADDR=1 and only a TIME_WAIT "
                          "socket was left. This kernel follows other rules than the ones this lesson describes."},
                     },
@@ -106,8 +183,7 @@ const Experiment kExperiment{
                 .claim = "Setting SO_REUSEADDR=1 before bind() in the server being started is what lets it reuse "
                          "the port at once.",
                 .source = kIbmAndCtrlC,
-                .claimed = "ok",
-                .expected_linux = "EADDRINUSE",
+                .claimed = kOk,
                 .elsewhere =
                     "Documented, not observed here: on the BSDs the flag of the socket being bound decides. The "
                     "Stack Overflow answer \"How do SO_REUSEADDR and SO_REUSEPORT differ?\" describes a TIME_WAIT "
@@ -115,22 +191,22 @@ const Experiment kExperiment{
                     "then looks only for an exact address match, so this restart would bind there.",
                 .explanations =
                     {
-                        {"EADDRINUSE", "time-wait",
+                        {EADDRINUSE, Situation::time_wait,
                          "The new socket had SO_REUSEADDR=1, but the TIME_WAIT socket on the port did not: it was "
                          "the old server's connection, accepted by a listener without the option, and a TIME_WAIT "
                          "socket keeps the setting its socket had. Linux lets two sockets share a port only when "
                          "both have SO_REUSEADDR, so the old server's setting still counts after it is gone. This "
                          "restart has to wait for TIME_WAIT to end (the timer in the table above); later restarts, "
                          "with both servers setting the option, work at once (restart-with-reuseaddr-both)."},
-                        {"EADDRINUSE", "listener", kListenerLeft},
-                        {"EADDRINUSE", "",
+                        {EADDRINUSE, Situation::listener, kListenerLeft},
+                        {EADDRINUSE, Situation::any,
                          "The restart was refused. The socket table above shows what the kernel still held for the "
                          "port."},
-                        {"ok", "time-wait",
+                        {kOk, Situation::time_wait,
                          "The new server bound the port although the TIME_WAIT socket came from a server without "
                          "SO_REUSEADDR: on this kernel the new socket's flag alone was enough, as on the BSDs."},
-                        {"ok", "clean", kNothingHeld},
-                        {"ok", "", "The restart bound the port at once; the socket table above shows what was left."},
+                        {kOk, Situation::clean, kNothingHeld},
+                        {kOk, Situation::any, "The restart bound the port at once; the socket table above shows what was left."},
                     },
                 .run = restart_with_reuseaddr_new_only,
             },
@@ -141,21 +217,19 @@ const Experiment kExperiment{
                 .claim = "The option value decides: 1 allows reuse, 0 forbids it, so with 0 the restart fails "
                          "while TIME_WAIT lasts.",
                 .source = kIbm,
-                .claimed = "EADDRINUSE",
-                .expected_linux = "EADDRINUSE",
-                .elsewhere = "",
+                .claimed = EADDRINUSE,
                 .explanations =
                     {
-                        {"EADDRINUSE", "time-wait",
+                        {EADDRINUSE, Situation::time_wait,
                          "Setting SO_REUSEADDR to 0 is the same as never setting it (0 is the default): neither "
                          "the new socket nor the TIME_WAIT socket allowed sharing, so the port stays blocked until "
                          "TIME_WAIT ends."},
-                        {"EADDRINUSE", "listener", kListenerLeft},
-                        {"EADDRINUSE", "",
+                        {EADDRINUSE, Situation::listener, kListenerLeft},
+                        {EADDRINUSE, Situation::any,
                          "The restart was refused. The socket table above shows what the kernel still held for the "
                          "port."},
-                        {"ok", "clean", kNothingHeld},
-                        {"ok", "",
+                        {kOk, Situation::clean, kNothingHeld},
+                        {kOk, Situation::any,
                          "The restart bound the port at once although both servers set SO_REUSEADDR=0. This kernel "
                          "follows other rules than the ones this lesson describes."},
                     },
@@ -167,23 +241,21 @@ const Experiment kExperiment{
                            "afterwards.",
                 .claim = "Port reuse must be switched on before bind(); set later, it does not help the bind.",
                 .source = kChinesePost,
-                .claimed = "EADDRINUSE",
-                .expected_linux = "EADDRINUSE",
-                .elsewhere = "",
+                .claimed = EADDRINUSE,
                 .explanations =
                     {
-                        {"EADDRINUSE", "time-wait",
+                        {EADDRINUSE, Situation::time_wait,
                          "bind() is where the kernel compares the new socket with what already holds the port, and "
                          "at that moment the new socket did not have SO_REUSEADDR yet: the TIME_WAIT socket "
                          "conflicted and bind() failed. The setsockopt() that followed cannot undo an answer "
                          "already given. Compare restart-with-reuseaddr-both: same servers, only the order "
                          "of the two calls differs."},
-                        {"EADDRINUSE", "listener", kListenerLeft},
-                        {"EADDRINUSE", "",
+                        {EADDRINUSE, Situation::listener, kListenerLeft},
+                        {EADDRINUSE, Situation::any,
                          "The bind was refused before the option was set. The socket table above shows what held "
                          "the port."},
-                        {"ok", "clean", kNothingHeld},
-                        {"ok", "",
+                        {kOk, Situation::clean, kNothingHeld},
+                        {kOk, Situation::any,
                          "bind() succeeded although SO_REUSEADDR was not set yet when it ran. This kernel follows "
                          "other rules than the ones this lesson describes."},
                     },
@@ -195,5 +267,5 @@ const Experiment kExperiment{
 }  // namespace
 
 int main(int argc, char** argv) {
-  return portreuse::run_experiment(kExperiment, argc, argv);
+  return portreuse::lab::run(PORTREUSE_EXPERIMENT, kExperiment, argc, argv);
 }

@@ -9,108 +9,145 @@
 // uniqueness of the whole association is still checked at connect time).
 // Lesson: lessons/08-four-tuple.md
 //
-// Usage: 08-four-tuple [--port P] [--json] [--no-color] [--step]
-#include "portreuse/clients.hpp"
-#include "portreuse/experiment.hpp"
-#include "portreuse/json.hpp"
-#include "portreuse/scenarios.hpp"
+// Usage: build/default/bin/08-four-tuple [--port P] [--json] [--no-color] [--step]
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "portreuse/lab.hpp"
 
 namespace {
 
-using namespace portreuse;
+using namespace portreuse::lab;
+using portreuse::Endpoint;
+using portreuse::make_error;
+using portreuse::outcome_name;
 
-// True when the kernel's table already holds a connection with exactly these two ends.
-bool four_tuple_taken(const Endpoint& local, const Endpoint& remote) {
-  auto table = read_socket_table();
-  if (!table) return false;
-  for (const auto& entry : involving_port(*table, local.port())) {
-    if (entry.local.text() == local.text() && entry.remote.text() == remote.text()) return true;
-  }
-  return false;
+// The address a socket was given, as getsockname() reports it: the port the kernel chose for a
+// bind() to port 0.
+Endpoint bound_address(Trace& t, int fd) {
+  sockaddr_storage address{};
+  socklen_t length = sizeof address;
+  t.must("getsockname", ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length));
+  const auto bound = Endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&address), length);
+  t.note("is bound to " + bound.text());
+  return bound;
 }
 
-// Server(s) listen on 127.0.0.1; clients A and B (SO_REUSEADDR, SO_LINGER 0) both bind
-// 127.0.0.1:Q; A connects to the first server; B connects to the same server or to a second one.
-// The outcome is B's connect() (or B's bind(), if that was refused).
-Observation second_client_connects(StepContext& context, bool to_the_same_server) {
-  const auto& narrator = context.narrator();
-  const auto client_port = context.fresh_port();
-  if (!client_port)
-    return Observation::failed_setup("no free port for the clients: " + describe_outcome(client_port.error()));
-  const auto server = context.loopback(context.port());
-  auto server_socket = attempt_listen(context, "server", server, SocketOptions{});
-  if (server_socket.deciding_outcome()) {
-    return Observation::failed_setup("the server could not listen on " + server.text() + ": " +
-                                     describe_outcome(server_socket.deciding_outcome()));
-  }
-  Endpoint target = server;
-  ListenAttempt other_server;
+// A client socket as both clients make it: SO_REUSEADDR, so that both may bind 127.0.0.1:Q, and
+// SO_LINGER 0 s, so that close() ends a connection with RST and leaves no TIME_WAIT on Q.
+int client_socket(Trace& t) {
+  const int fd = t.must("socket", ::socket(AF_INET, SOCK_STREAM, 0));
+  const int on = 1;
+  t.must("setsockopt", ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on), "SO_REUSEADDR=1");
+  const linger reset_on_close{1, 0};
+  t.must("setsockopt", ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset_on_close, sizeof reset_on_close),
+         "SO_LINGER {on, 0 s}");
+  return fd;
+}
+
+// "ok" or the errno name of a recorded call.
+std::string outcome_of(const Event& event) {
+  return outcome_name(make_error(event.error));
+}
+
+// A server listens on 127.0.0.1:P (and, for the second step, server 2 on a port the kernel
+// picks); clients A and B both bind 127.0.0.1:Q; A connects to the server, which accepts; then B
+// connects to the same server or to server 2. B's connect() answers the step (or B's bind(), if
+// that was refused).
+Observation second_client_connects(Lab& lab, bool to_the_same_server) {
+  const auto server_address = lab.loopback();
+  auto server = lab.actor("server", Role::server);
+  const int server_fd = server.must("socket", ::socket(AF_INET, SOCK_STREAM, 0));
+  server.must("bind", ::bind(server_fd, server_address.raw(), server_address.raw_length()), server_address);
+  server.must("listen", ::listen(server_fd, 8));
+
+  const auto any_port = server_address.with_port(0);  // port 0: the kernel picks a free one
+  auto target = server_address;
+  auto server_2 = lab.actor("server 2", Role::server);
+  int server_2_fd = -1;
   if (!to_the_same_server) {
-    const auto other_port = context.fresh_port();
-    if (!other_port) return Observation::failed_setup("no free port for a second server");
-    target = context.loopback(*other_port);
-    other_server = attempt_listen(context, "server 2", target, SocketOptions{});
-    if (other_server.deciding_outcome()) {
-      return Observation::failed_setup("the second server could not listen on " + target.text() + ": " +
-                                       describe_outcome(other_server.deciding_outcome()));
+    server_2_fd = server_2.must("socket", ::socket(AF_INET, SOCK_STREAM, 0));
+    server_2.must("bind", ::bind(server_2_fd, any_port.raw(), any_port.raw_length()), any_port);
+    target = bound_address(server_2, server_2_fd);
+    server_2.must("listen", ::listen(server_2_fd, 8));
+  }
+
+  // Client A takes a port from the kernel (Q); client B asks for the same address and port.
+  auto a = lab.actor("client A", Role::client);
+  const int a_fd = client_socket(a);
+  a.must("bind", ::bind(a_fd, any_port.raw(), any_port.raw_length()), any_port);
+  const Event first_bind = lab.events().back();
+  const auto local = bound_address(a, a_fd);
+  auto b = lab.actor("client B", Role::client);
+  const int b_fd = client_socket(b);
+  b.call("bind", ::bind(b_fd, local.raw(), local.raw_length()), local);
+  const Event second_bind = lab.events().back();
+
+  std::optional<Event> answer = second_bind;
+  std::optional<Event> first_connect;
+  int accepted = -1;
+  auto situation = Situation::second_bind_refused;
+  if (second_bind.ok()) {
+    a.must("connect", ::connect(a_fd, server_address.raw(), server_address.raw_length()), server_address);
+    first_connect = lab.events().back();
+    accepted = server.must("accept", ::accept(server_fd, nullptr, nullptr));
+    const auto shown = lab.show_sockets("the kernel's sockets for the clients' port:", local.port());
+    lab.pause("client A's connection: ss -tan sport = :" + std::to_string(local.port()));
+
+    // Does the table hold a connection with exactly the four numbers B is about to ask for?
+    const auto* table = lab.shown_sockets();
+    bool taken = false;
+    for (const auto& row : table != nullptr ? *table : std::vector<portreuse::SocketEntry>{}) {
+      taken = taken || (row.local.text() == local.text() && row.remote.text() == target.text());
     }
+    if (shown == Situation::unobserved) {
+      situation = Situation::unobserved;
+    } else {
+      situation = taken ? Situation::tuple_taken : Situation::tuple_free;
+      b.note("wants " + local.text() + " <-> " + target.text() +
+             (taken ? ": the table above has a connection with these four numbers"
+                    : ": no connection in the table above has these four numbers"));
+    }
+    b.call("connect", ::connect(b_fd, target.raw(), target.raw_length()), target);
+    answer = lab.events().back();
   }
 
-  // SO_LINGER 0: the clients end their connections with RST, so no TIME_WAIT stays on port Q.
-  const SocketOptions client_options{.reuse_address = 1, .abortive_close = true};
-  const auto local = context.loopback(*client_port);
-  auto first = prepare_client(context, "client A", client_options, local);
-  auto second = prepare_client(context, "client B", client_options, local);
-  Observation observation;
-  observation.facts.emplace_back("client_port", std::to_string(*client_port));
-  observation.facts.emplace_back("first_bind", json_quote(outcome_name(first.bind_outcome)));
-  observation.facts.emplace_back("second_bind", json_quote(outcome_name(second.bind_outcome)));
-  if (first.bind_outcome) {
-    return Observation::failed_setup("client A could not bind " + local.text() + ": " +
-                                     describe_outcome(first.bind_outcome));
-  }
-  if (auto failed = connect_client(context, "client A", first, server)) {
-    return Observation::failed_setup("client A could not connect to " + server.text() + ": " +
-                                     describe_outcome(failed));
-  }
-  observation.facts.emplace_back("first_connect", json_quote(outcome_name(first.connect_outcome)));
-  context.show_sockets(*client_port, "the kernel's sockets for the clients' port:");
+  lab.you("close everything (the clients with SO_LINGER 0: RST, no TIME_WAIT)");
+  a.must("close", ::close(a_fd));
+  b.must("close", ::close(b_fd));
+  if (accepted >= 0) server.must("close", ::close(accepted));
+  server.must("close", ::close(server_fd));
+  if (server_2_fd >= 0) server_2.must("close", ::close(server_2_fd));
+  lab.show_sockets("what is left on the clients' port:", local.port());
+  const auto left = lab.shown_sockets_json();
 
-  const bool taken = four_tuple_taken(local, target);
-  narrator.line("client B", "wants the connection " + local.text() + " <-> " + target.text() +
-                                (taken ? ": the table above already has one with these four numbers"
-                                       : ": no connection in the table has these four numbers"));
-  (void)connect_client(context, "client B", second, target);
-  observation.call = second.deciding_call();
-  observation.outcome = second.deciding_outcome();
-  observation.situation = second.bind_outcome ? "second-bind-refused" : (taken ? "tuple-taken" : "tuple-free");
-  observation.facts.emplace_back("second_four_tuple", json_quote(local.text() + " <-> " + target.text()));
-
-  narrator.line("you", "close everything (the clients with SO_LINGER 0: RST, no TIME_WAIT)");
-  first.socket.reset();
-  second.socket.reset();
-  server_socket.socket.reset();
-  other_server.socket.reset();
-  context.let_closing_settle(*client_port);
-  context.show_sockets(*client_port, "what is left on the clients' port:");
-  const auto table = read_socket_table();
-  const auto left = table ? involving_port(*table, *client_port) : std::vector<SocketEntry>{};
-  observation.facts.emplace_back("left_on_client_port", sockets_json(left));
+  auto observation = second_bind.ok() ? lab.observe(answer, {Evidence::listening, Evidence::accepted}, situation)
+                                      : lab.observe(answer, {Evidence::listening}, situation);
+  observation.fact("client_port", std::to_string(local.port()))
+      .fact_text("first_bind", outcome_of(first_bind))
+      .fact_text("second_bind", outcome_of(second_bind))
+      .fact_text("second_four_tuple", local.text() + " <-> " + target.text())
+      .fact("left_on_client_port", left);
+  if (first_connect) observation.fact_text("first_connect", outcome_of(*first_connect));
   return observation;
 }
 
-Observation duplicate_four_tuple_connect(StepContext& context) {
-  return second_client_connects(context, true);
+Observation duplicate_four_tuple_connect(Lab& lab) {
+  return second_client_connects(lab, true);
 }
 
-Observation reused_port_different_remote(StepContext& context) {
-  return second_client_connects(context, false);
+Observation reused_port_different_remote(Lab& lab) {
+  return second_client_connects(lab, false);
 }
+
+// ---- The claims, and the explanations the observed outcome chooses from ---------------------
 
 const Experiment kExperiment{
-    .number = "08",
-    .slug = "four-tuple",
-    .title = "Four-tuple uniqueness at connect()",
     .summary =
         "SO_REUSEADDR changes what bind() accepts, not what a connection is. Two clients may share a local "
         "address and port, but no two connections may have the same four numbers: local address, local port, "
@@ -124,25 +161,30 @@ const Experiment kExperiment{
                 .claim = "SO_REUSEADDR loosens only the address check of bind(): a connect() that would repeat "
                          "another connection's local and remote address and port still fails.",
                 .source = "\"Example of the SO_REUSEADDR Option\" (HP-UX)",
-                .claimed = "EADDRNOTAVAIL",
-                .expected_linux = "EADDRNOTAVAIL",
-                .elsewhere = "",
+                .claimed = EADDRNOTAVAIL,
                 .explanations =
                     {
-                        {"EADDRNOTAVAIL", "tuple-taken",
+                        {EADDRNOTAVAIL, Situation::tuple_taken,
                          "bind() let both clients onto 127.0.0.1:Q: both set SO_REUSEADDR and neither listens, so "
                          "Linux sees no conflict. A connection, however, is named by four numbers, and client A's "
                          "connection already uses exactly the four B asked for. When connect() fixes the tuple, "
                          "the kernel looks it up among the established connections (__inet_check_established() in "
                          "net/ipv4/inet_hashtables.c) and refuses a duplicate, because packets for it could not be "
                          "told apart. Linux reports that as EADDRNOTAVAIL; the article names no error code."},
-                        {"EADDRINUSE", "tuple-taken",
+                        {EADDRINUSE, Situation::tuple_taken,
                          "connect() refused the duplicate four-tuple with EADDRINUSE, the way BSD-derived stacks "
                          "report it (Linux documents EADDRNOTAVAIL here)."},
-                        {"EADDRINUSE", "second-bind-refused",
+                        {EADDRINUSE, Situation::second_bind_refused,
                          "Client B could not even bind 127.0.0.1:Q: this kernel did not let SO_REUSEADDR put two "
                          "unconnected sockets on one address, so connect() never had to check the four-tuple."},
-                        {"ok", "",
+                        {EADDRNOTAVAIL, Situation::unobserved,
+                         "The socket table could not be read, so A's connection was not seen listed; but the "
+                         "server accepted A's connection above, so the four numbers B asked for were in use. "
+                         "connect() refused the duplicate: Linux reports that as EADDRNOTAVAIL."},
+                        {EADDRNOTAVAIL, Situation::any,
+                         "connect() was refused; the socket table above shows what the kernel held for the "
+                         "clients' port."},
+                        {kOk, Situation::any,
                          "Both clients are connected to the same server from the same address and port: the kernel "
                          "accepted a duplicate four-tuple. That should be impossible; the socket table shows what "
                          "it holds."},
@@ -156,20 +198,19 @@ const Experiment kExperiment{
                 .claim = "Only the whole association must be unique: a local address and port already in a "
                          "connection may be used again for a connection to somewhere else.",
                 .source = "\"Example of the SO_REUSEADDR Option\" (HP-UX)",
-                .claimed = "ok",
-                .expected_linux = "ok",
-                .elsewhere = "",
+                .claimed = kOk,
                 .explanations =
                     {
-                        {"ok", "tuple-free",
+                        {kOk, Situation::tuple_free,
                          "Client B shares 127.0.0.1:Q with client A, but its remote end is another server, so its "
                          "four numbers differ from A's and the connection is unique. Incoming packets are matched "
                          "on all four numbers, so the kernel can always tell A's segments from B's."},
-                        {"ok", "", "Client B connected from the same local address and port as A, to another server."},
-                        {"EADDRNOTAVAIL", "",
+                        {kOk, Situation::any,
+                         "Client B connected from the same local address and port as A, to another server."},
+                        {EADDRNOTAVAIL, Situation::any,
                          "connect() was refused although B's remote end differs from A's. The socket table above "
                          "shows what the kernel held for the port."},
-                        {"EADDRINUSE", "second-bind-refused",
+                        {EADDRINUSE, Situation::second_bind_refused,
                          "Client B could not bind 127.0.0.1:Q next to client A: this kernel did not let "
                          "SO_REUSEADDR put two unconnected sockets on one address."},
                     },
@@ -181,5 +222,5 @@ const Experiment kExperiment{
 }  // namespace
 
 int main(int argc, char** argv) {
-  return portreuse::run_experiment(kExperiment, argc, argv);
+  return portreuse::lab::run(PORTREUSE_EXPERIMENT, kExperiment, argc, argv);
 }

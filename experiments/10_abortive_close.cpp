@@ -7,132 +7,150 @@
 // Beyond the articles: the shortcut often offered instead of SO_REUSEADDR (socket(7), SO_LINGER).
 // Lesson: lessons/10-abortive-close.md
 //
-// Usage: 10-abortive-close [--port P] [--json] [--no-color] [--step]
+// Usage: build/default/bin/10-abortive-close [--port P] [--json] [--no-color] [--step]
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
-#include <algorithm>
+#include <array>
 #include <csignal>
+#include <cstddef>
 #include <string>
 
-#include "portreuse/experiment.hpp"
-#include "portreuse/json.hpp"
-#include "portreuse/scenarios.hpp"
+#include "portreuse/lab.hpp"
 
 namespace {
 
-using namespace portreuse;
+using namespace portreuse::lab;
 
-// A bound on the bulk answer, in case a kernel buffered without limit.
-constexpr std::size_t kMaxAnswer = 64U << 20U;
+// A bound on the long answer, in case a kernel buffered without limit.
+constexpr long kMaxAnswer = 64L << 20;
 
-Observation restart_after_linger_abort(StepContext& context) {
-  RestartPlan plan;
-  plan.old_options.abortive_close = true;  // the old server resets each connection when it closes it
-  plan.stop_signal = SIGINT;
-  return restart_server(context, plan);
-}
+// Experiment 02's restart, but the old server closes its connection with SO_LINGER {1, 0}.
+Observation restart_after_linger_abort(Lab& lab) {
+  const auto address = lab.wildcard();
 
-// Queues as much of a long answer as the kernel takes without blocking, the way a server believes
-// it has "sent" a file: send() returned, so the bytes are gone from the program.
-std::size_t queue_long_answer(int fd) {
-  const std::string block(std::size_t{64} * 1024, 'x');
-  std::size_t queued = 0;
-  while (queued < kMaxAnswer) {
-    const auto sent = ::send(fd, block.data(), block.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (sent < 0 && errno == EINTR) continue;
-    if (sent <= 0) break;  // EAGAIN: both the client's and the server's buffers are full
-    queued += static_cast<std::size_t>(sent);
-  }
-  return queued;
-}
+  lab.you("start the server");
+  auto server = lab.spawn("server", Role::server, [&](Trace& t) {
+    const int listener = t.must("socket", ::socket(AF_INET, SOCK_STREAM, 0));
+    t.must("bind", ::bind(listener, address.raw(), address.raw_length()), address);
+    t.must("listen", ::listen(listener, 8));
+    const int connection = t.must("accept", ::accept(listener, nullptr, nullptr));
+    t.receive_text(connection);
+    t.send_text(connection, "message received");
+    const linger abort{1, 0};  // on, 0 seconds: close() resets the connection at once
+    t.must("setsockopt", ::setsockopt(connection, SOL_SOCKET, SO_LINGER, &abort, sizeof abort), "SO_LINGER={1, 0}");
+    t.must("close", ::close(connection));  // the server closes first, with a reset (RST), not a FIN
+    t.wait_for_signal();
+  });
+  server.must_reach("listen");
 
-struct ClientReads {
-  std::size_t bytes = 0;
-  std::error_code ended_by;  // the read that ended the stream: an error, or ok for end of stream
-  std::string next;          // what one more read returned after that
-};
+  auto client = lab.actor("client", Role::client);
+  const auto to = lab.loopback();
+  const int fd = client.must("socket", ::socket(AF_INET, SOCK_STREAM, 0));
+  client.must("connect", ::connect(fd, to.raw(), to.raw_length()), to);
+  client.send_text(fd, "hello from the client");
+  client.receive_text(fd);  // the receipt
+  server.must_reach("close");
+  // The connection is gone on both sides already: the client's socket was reset. (What its next
+  // read says is the next step's subject.)
+  client.must("close", ::close(fd));
+  lab.show_sockets("the kernel's sockets for the port now:");
 
-ClientReads read_until_the_end(int fd) {
-  ClientReads reads;
-  for (;;) {
-    auto chunk = receive_within(fd);
-    if (!chunk) {
-      reads.ended_by = chunk.error();
-      break;
+  auto you = lab.actor("you");
+  you.must("kill", ::kill(server.pid(), SIGINT), "SIGINT (Ctrl+C) to the server");
+  server.reap();
+  const auto left_behind = lab.show_sockets("what the kernel still holds for the port:");
+  lab.pause("no TIME_WAIT left by the reset: ss -tano sport = :" + std::to_string(lab.port()));
+
+  lab.you("start the server again: a new process, no socket options");
+  auto restarted = lab.spawn("server again", Role::server, [&](Trace& t) {
+    const int listener = t.must("socket", ::socket(AF_INET, SOCK_STREAM, 0));
+    if (t.call("bind", ::bind(listener, address.raw(), address.raw_length()), address) == 0) {
+      t.call("listen", ::listen(listener, 8));
     }
-    if (chunk->empty()) break;
-    reads.bytes += chunk->size();
-  }
-  auto after = receive_within(fd, Millis(200));
-  reads.next = !after ? outcome_name(after.error()) : after->empty() ? "end of stream" : "more data";
-  return reads;
-}
-
-// The server answers a request with a long reply and closes with SO_LINGER {1, 0} at once.
-Observation linger_abort_peer_read(StepContext& context) {
-  const auto& narrator = context.narrator();
-  const auto address = context.loopback(context.port());
-  auto listener = attempt_listen(context, "server", address, {});
-  if (listener.deciding_outcome()) return Observation::failed_setup("the server could not listen on " + address.text());
-  auto client = open_socket(AF_INET);
-  if (!client) return Observation::failed_setup("socket: " + describe_outcome(client.error()));
-  const auto connected = connect_within(client->get(), address);
-  narrator.call("client", "connect " + address.text(), connected);
-  if (connected) return Observation::failed_setup("the client could not connect: " + describe_outcome(connected));
-  auto accepted = accept_within(listener.socket.get());
-  if (!accepted) return Observation::failed_setup("accept: " + describe_outcome(accepted.error()));
-  narrator.call("server", "accept from " + accepted->peer.text(), {});
-  const std::string request = "send me the file";
-  narrator.line("client", "sends \"" + request + "\", then does not read for a moment");
-  if (auto error = send_all(client->get(), request))
-    return Observation::failed_setup("send: " + describe_outcome(error));
-  auto received = receive_within(accepted->fd.get());
-  if (!received || received->empty()) return Observation::failed_setup("the server did not get the request");
-  narrator.line("server", "received \"" + *received + "\"");
-
-  const auto queued = queue_long_answer(accepted->fd.get());
-  narrator.line("server",
-                "send() took " + std::to_string(queued) + " bytes of the answer: the program thinks they are sent");
-  const SocketOptions abortive{.abortive_close = true};
-  if (auto error = apply_options(accepted->fd.get(), abortive)) {
-    return Observation::failed_setup("setsockopt SO_LINGER: " + describe_outcome(error));
-  }
-  narrator.call("server", "setsockopt " + abortive.describe(), {});
-  accepted->fd.reset();
-  narrator.line("server", "close() with a zero linger time, before the client has read anything");
-
-  const auto reads = read_until_the_end(client->get());
-  narrator.line("client", "now reads: got " + std::to_string(reads.bytes) + " bytes, then " +
-                              (reads.ended_by ? describe_outcome(reads.ended_by) : std::string("end of stream")));
-  narrator.line("client", "one more read: " + reads.next);
-  if (reads.bytes < queued) {
-    narrator.line("kernel", std::to_string(queued - reads.bytes) +
-                                " bytes that send() had taken never reached the client: discarded with the connection");
-  }
-  listener.socket.reset();
-  context.let_closing_settle(context.port());
-  const auto holders =
-      context.show_sockets(context.port(), "the kernel's sockets for the port, once the server stopped listening:");
-  client->reset();
-
-  Observation observation;
-  observation.call = "recv";
-  observation.outcome = reads.ended_by;
-  observation.situation = reads.bytes == 0       ? "nothing-delivered"
-                          : reads.bytes < queued ? "partly-delivered"
-                                                 : "all-delivered";
-  observation.facts.emplace_back("bytes_sent_by_server", std::to_string(queued));
-  observation.facts.emplace_back("bytes_read_by_client", std::to_string(reads.bytes));
-  observation.facts.emplace_back("bytes_lost", std::to_string(queued - std::min(queued, reads.bytes)));
-  observation.facts.emplace_back("read_after_error", json_quote(reads.next));
-  observation.facts.emplace_back("sockets_after_reset", holders ? sockets_json(*holders) : "null");
+  });
+  // The old server's close (after its SO_LINGER) was reached above: the abort happened.
+  auto observation =
+      lab.observe(restarted.wait_for("bind"), {Evidence::accepted, Evidence::server_stopped}, left_behind);
+  lab.report_time_waits(observation);
   return observation;
 }
 
+// The server answers a request with a long reply and closes with SO_LINGER {1, 0} at once.
+Observation linger_abort_peer_read(Lab& lab) {
+  const auto address = lab.loopback();
+
+  auto server = lab.actor("server", Role::server);
+  const int listener = server.must("socket", ::socket(AF_INET, SOCK_STREAM, 0));
+  server.must("bind", ::bind(listener, address.raw(), address.raw_length()), address);
+  server.must("listen", ::listen(listener, 8));
+
+  auto client = lab.actor("client", Role::client);
+  const int fd = client.must("socket", ::socket(AF_INET, SOCK_STREAM, 0));
+  client.must("connect", ::connect(fd, address.raw(), address.raw_length()), address);
+  const int connection = server.must("accept", ::accept(listener, nullptr, nullptr));
+  client.send_text(fd, "send me the file");
+  client.note("does not read for a moment");
+  server.receive_text(connection);
+
+  // The server sends the file 64 KiB at a time without waiting (MSG_DONTWAIT) until the kernel
+  // takes no more: every byte that send() took, the program believes sent.
+  auto sending = lab.actor("server", Role::server).quiet();
+  const std::string block(std::size_t{64} * 1024, 'x');
+  long queued = 0;
+  while (queued < kMaxAnswer) {
+    const Returned sent = ::send(connection, block.data(), block.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent.error == EAGAIN) break;  // both sides' buffers are full
+    queued += sending.must("send", sent, "64 KiB, MSG_DONTWAIT");
+  }
+  server.note("send() took " + std::to_string(queued) + " bytes; the next would block (EAGAIN)");
+  lab.pause("the answer waits in Send-Q: ss -tn sport = :" + std::to_string(lab.port()));
+
+  const linger abort{1, 0};
+  server.must("setsockopt", ::setsockopt(connection, SOL_SOCKET, SO_LINGER, &abort, sizeof abort), "SO_LINGER={1, 0}");
+  server.must("close", ::close(connection));  // a reset, before the client has read anything
+
+  // The client now reads until its stream ends: with 0 (end of stream) or an error.
+  auto reading = lab.actor("client", Role::client).quiet();
+  std::array<char, 65536> buffer{};
+  long read = 0;
+  Returned last = ::recv(fd, buffer.data(), buffer.size(), 0);
+  reading.call("recv", last);
+  while (last.value > 0) {
+    read += last.value;
+    last = ::recv(fd, buffer.data(), buffer.size(), 0);
+    reading.call("recv", last);
+  }
+  const Event ended = *lab.last(Call::recv, Role::client);  // the read that ended the stream
+  client.note("read " + std::to_string(read) + " bytes in all before the stream ended");
+  if (read < queued) {
+    lab.actor("kernel").note(std::to_string(queued - read) + " bytes that send() took never reached the client");
+  }
+  client.call("recv", ::recv(fd, buffer.data(), buffer.size(), 0));  // one more read: what now?
+  const std::string after = lab.last(Call::recv, Role::client)->text();
+
+  server.must("close", ::close(listener));
+  lab.show_sockets("the kernel's sockets for the port, once the server stopped listening:");
+  const auto left = lab.table().size();
+  client.must("close", ::close(fd));
+
+  const Situation delivered = read == 0       ? Situation::nothing_delivered
+                              : read < queued ? Situation::partly_delivered
+                                              : Situation::all_delivered;
+  // The server accepted, and its setsockopt and close (the abort) returned 0, or we would not be here.
+  auto observation = lab.observe(ended, {Evidence::accepted}, delivered);
+  observation.fact("bytes_sent_by_server", std::to_string(queued));
+  observation.fact("bytes_read_by_client", std::to_string(read));
+  observation.fact("bytes_lost", std::to_string(queued > read ? queued - read : 0));
+  observation.fact("read_after_error", "\"" + after + "\"");
+  observation.fact("sockets_after_reset", std::to_string(left));
+  return observation;
+}
+
+// ---- The claims, and the explanations the observed outcome chooses from ----------------------
+
 const Experiment kExperiment{
-    .number = "10",
-    .slug = "abortive-close",
-    .title = "SO_LINGER 0: closing with a reset",
     .summary =
         "Set SO_LINGER to {on, 0 s} and close() sends a reset instead of the usual FIN: no TIME_WAIT, so "
         "the port is free at once. Watch what it costs: the peer's next read fails, and data the server "
@@ -146,24 +164,21 @@ const Experiment kExperiment{
                 .claim = "A server that closes its connections with SO_LINGER set to {on, 0 s} leaves no TIME_WAIT "
                          "behind, so it restarts at once without SO_REUSEADDR.",
                 .source = "socket(7), SO_LINGER (a common shortcut, not in the five articles)",
-                .claimed = "ok",
-                .expected_linux = "ok",
-                .elsewhere = "",
+                .claimed = kOk,
                 .explanations =
                     {
-                        {"ok", "clean",
+                        {kOk, Situation::clean,
                          "With a zero linger time, close() does not start the FIN exchange: the kernel sends a reset "
                          "(RST) and destroys the connection on the spot. A connection that ends with a reset never "
                          "enters TIME_WAIT, so nothing of it stayed bound to the port (the table above is empty) and "
-                         "the new server bound at once. The client's wait for the end of the stream, above, shows how "
-                         "the reset looked from its "
-                         "side. Compare experiment 02, where a normal close left a TIME_WAIT."},
-                        {"ok", "",
+                         "the new server bound at once. Compare experiment 02, where a normal close left a "
+                         "TIME_WAIT; the next step shows what the reset costs the client."},
+                        {kOk, Situation::any,
                          "The new server bound at once; the socket table above shows what was left on the port."},
-                        {"EADDRINUSE", "time-wait",
+                        {EADDRINUSE, Situation::time_wait,
                          "A TIME_WAIT socket held the port although the server closed with SO_LINGER {1, 0}: on this "
                          "kernel a zero linger time did not turn the close into a reset."},
-                        {"EADDRINUSE", "",
+                        {EADDRINUSE, Situation::any,
                          "The restart was refused; the socket table above shows what still held the port."},
                     },
                 .run = restart_after_linger_abort,
@@ -174,32 +189,30 @@ const Experiment kExperiment{
                 .claim = "Once send() has returned, the data is on its way: closing with a zero linger time only "
                          "ends the connection faster, and the peer still reads everything, then end of stream.",
                 .source = "a common belief about SO_LINGER {1, 0} (not in the five articles)",
-                .claimed = "ok",
-                .expected_linux = "ECONNRESET",
-                .elsewhere = "",
+                .claimed = kOk,
                 .explanations =
                     {
-                        {"ECONNRESET", "partly-delivered",
+                        {ECONNRESET, Situation::partly_delivered,
                          "The reset ended the connection at once on both sides. The client could still read what "
                          "had already arrived in its own receive buffer (Linux keeps that), then its read failed "
                          "with ECONNRESET instead of a clean end of stream. Everything still waiting in the "
                          "server's send buffer was thrown away with the connection: the bytes that never reached "
-                         "the client (counted above) had been accepted by send(), so the server believed them sent. A "
-                         "reset also ends TIME_WAIT's "
-                         "protection: there is no waiting period to absorb late segments of this connection."},
-                        {"ECONNRESET", "nothing-delivered",
+                         "the client (counted above) had been accepted by send(), so the server believed them "
+                         "sent. A reset also ends TIME_WAIT's protection: there is no waiting period to absorb "
+                         "late segments of this connection."},
+                        {ECONNRESET, Situation::nothing_delivered,
                          "The client's very first read failed with ECONNRESET: the reset took the whole answer with "
                          "it, including whatever had already reached the client's receive buffer, and the server "
                          "had believed every byte of it sent. No end of stream, no data, and no TIME_WAIT to absorb "
                          "late segments of this connection."},
-                        {"ECONNRESET", "all-delivered",
+                        {ECONNRESET, Situation::all_delivered,
                          "The client's read failed with ECONNRESET: the reset reached it instead of an end of "
                          "stream. This time every byte had reached the client before the reset, so only the error "
                          "tells it that the server did not close normally."},
-                        {"ok", "",
+                        {kOk, Situation::any,
                          "The client read to a clean end of stream: the server's close did not send a reset here, "
                          "so on this kernel SO_LINGER {1, 0} did not abort the connection."},
-                        {"*", "",
+                        {std::nullopt, Situation::any,
                          "The client's reading ended with this error; the facts above say how many bytes arrived "
                          "of those the server had queued."},
                     },
@@ -211,5 +224,5 @@ const Experiment kExperiment{
 }  // namespace
 
 int main(int argc, char** argv) {
-  return portreuse::run_experiment(kExperiment, argc, argv);
+  return portreuse::lab::run(PORTREUSE_EXPERIMENT, kExperiment, argc, argv);
 }

@@ -11,16 +11,22 @@
 // TIME-WAIT state on busy Linux servers" for tcp_tw_reuse. Lesson: lessons/13-client-side.md
 //
 // Usage: 13-client-side [--port P] [--json] [--no-color] [--step] [--long]
-#include <algorithm>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <string>
 #include <thread>
 
-#include "portreuse/experiment.hpp"
-#include "portreuse/json.hpp"
-#include "portreuse/netns.hpp"
+#include "portreuse/lab.hpp"
 
 namespace {
 
-using namespace portreuse;
+using namespace portreuse::lab;
+using portreuse::Endpoint;
+using portreuse::Millis;
 
 // Six ports: enough to watch each one go, few enough to run out in milliseconds.
 // Even: the kernel walks the range two ports at a time and rounds an odd count down
@@ -28,200 +34,184 @@ using namespace portreuse;
 constexpr int kRangeSize = 6;
 // More attempts than ports, so a kernel that hands out a port twice is seen doing it.
 constexpr int kMaxConnections = kRangeSize + 3;
-constexpr Millis kConnectDeadline{1000};
 
-struct ExhaustionPlan {
-  std::string tw_reuse;         // net.ipv4.tcp_tw_reuse inside the namespace
-  std::string why_tw_reuse;     // said before the run
-  bool wait_and_retry = false;  // after running out, wait past the reuse delay and connect once more
-};
-
-// How long to wait before a TIME_WAIT port may be reused: tcp_tw_reuse_delay (milliseconds) where
-// the kernel has it, plus a margin; older kernels compare whole seconds, so two seconds there.
-Millis reuse_wait() {
-  if (auto delay = read_sysctl("net.ipv4.tcp_tw_reuse_delay")) {
-    try {
-      return Millis(std::stol(*delay) + 500);
-    } catch (...) {
-    }
-  }
-  return Millis(2000);
-}
-
-// Runs inside the namespace: a server, and clients that connect, close first, and connect again.
-int exhaust_ephemeral_ports(const NamespaceReporter& reporter, const Endpoint& server, bool wait_and_retry) {
-  auto listener = open_socket(AF_INET);
-  if (!listener) return reporter.report("listen", listener.error()), 1;
-  std::error_code listening = bind_to(listener->get(), server);
-  if (!listening) listening = listen_on(listener->get());
-  reporter.report("listen", listening, server.text());
-  if (listening) return 1;
-
-  // Set when something other than connect() failed: then the run teaches nothing.
-  bool broken = false;
-  const auto connect_once = [&](std::string_view kind) -> std::error_code {
-    auto client = open_socket(AF_INET);
-    if (!client) {
-      broken = true;
-      return reporter.report("socket", client.error()), client.error();
-    }
-    const auto outcome = connect_within(client->get(), server, kConnectDeadline);
-    const auto from = local_endpoint(client->get());
-    reporter.report(kind, outcome, from && from->port() != 0 ? from->text() : "");
-    if (outcome) return outcome;
-    auto accepted = accept_within(listener->get(), kConnectDeadline);
-    if (!accepted) {
-      broken = true;
-      return reporter.report("accept", accepted.error()), accepted.error();
-    }
-    client->reset();  // the client closes first: its side of the connection keeps the TIME_WAIT
-    (void)wait_for_end_of_stream(accepted->fd.get(), kConnectDeadline);
-    accepted->fd.reset();
-    return {};
-  };
-
-  std::error_code failure;
-  for (int attempt = 0; attempt < kMaxConnections && !failure; ++attempt) failure = connect_once("connect");
-
-  if (auto table = read_socket_table()) {
-    for (const auto& entry : involving_port(*table, server.port())) {
-      if (entry.is(TcpState::time_wait)) reporter.report("time-wait", {}, entry.describe());
-    }
-  }
-  if (broken) return 1;
-  if (wait_and_retry && failure) {
-    const auto wait = reuse_wait();
-    reporter.report("wait", {}, std::to_string(wait.count()));
-    std::this_thread::sleep_for(wait);
-    (void)connect_once("connect-again");
-  }
-  return broken ? 1 : 0;
-}
-
-// A port range of kRangeSize ports that does not contain the server's port.
+// A range of kRangeSize ports that does not contain the server's port.
 std::string port_range_avoiding(std::uint16_t server_port) {
   const int start = (server_port >= 40000 && server_port < 40000 + kRangeSize) ? 50000 : 40000;
   return std::to_string(start) + " " + std::to_string(start + kRangeSize - 1);
 }
 
-std::string port_of(const std::string& endpoint_text) {
-  return endpoint_text.substr(endpoint_text.rfind(':') + 1);
+// How long to wait before a TIME_WAIT port may be reused: tcp_tw_reuse_delay (milliseconds) where
+// the kernel has it, plus a margin; older kernels compare whole seconds, so two seconds there.
+Millis reuse_wait() {
+  const auto delay = sysctl_value("net.ipv4.tcp_tw_reuse_delay");
+  if (delay && !delay->empty() && delay->find_first_not_of("0123456789") == std::string::npos) {
+    return Millis(std::stol(*delay) + 500);
+  }
+  return Millis(2000);
 }
 
-Observation run_exhaustion(StepContext& context, const ExhaustionPlan& plan) {
-  const auto& narrator = context.narrator();
-  const auto server = context.loopback(context.port());
-  const auto range = port_range_avoiding(server.port());
-  const auto host_tw_reuse = read_sysctl("net.ipv4.tcp_tw_reuse");
+// The port a client's connect() left from, from the event's "127.0.0.1:P from 127.0.0.1:L".
+std::optional<std::uint16_t> from_port(const Event& connect) {
+  const auto from = connect.detail.rfind(" from ");
+  if (from == std::string::npos) return std::nullopt;
+  const auto endpoint = Endpoint::parse_with_port(connect.detail.substr(from + 6));
+  return endpoint ? std::optional(endpoint->port()) : std::nullopt;
+}
 
-  NamespacePlan namespace_plan;
-  namespace_plan.sysctls = {{"net.ipv4.ip_local_port_range", range}, {"net.ipv4.tcp_tw_reuse", plan.tw_reuse}};
-  namespace_plan.deadline = plan.wait_and_retry ? Millis(8000) : Millis(5000);
-  narrator.line("you", "run server and clients in a network namespace of their own");
-  narrator.line("you", "(the host's settings stay as they are: its tcp_tw_reuse is " +
-                           (host_tw_reuse ? *host_tw_reuse : std::string("unknown")) + ")");
-  narrator.line("you", plan.why_tw_reuse);
+Observation run_exhaustion(Lab& lab, const std::string& tw_reuse, bool wait_and_retry) {
+  const auto to = lab.loopback();  // the server inside the namespace: 127.0.0.1:P
+  const auto range = port_range_avoiding(to.port());
+  lab.you("run a server and its clients in a network namespace of their own");
+  lab.you("(the host keeps its settings: its tcp_tw_reuse is " +
+          sysctl_value("net.ipv4.tcp_tw_reuse").value_or("unknown") + ")");
+  lab.you(wait_and_retry ? "tcp_tw_reuse = 1 inside: outgoing connections may take over TIME_WAIT "
+                           "ports once it is safe"
+                         : "tcp_tw_reuse = 0 inside: the default 2 would let loopback reuse "
+                           "TIME_WAIT ports after 1 s");
 
-  int connected = 0;
-  std::optional<std::error_code> failure;
-  std::optional<std::error_code> after_wait;
-  std::string reused_from;
-  std::vector<std::string> time_wait_rows;
-  long long waited_ms = 0;
-  const auto on_event = [&](const NamespaceEvent& event) {
-    const auto outcome = event.ok() ? std::error_code{} : parse_outcome(event.outcome).value_or(make_error(EIO));
-    if (event.setup) {
-      narrator.call("namespace", event.kind + " " + event.detail, outcome);
-    } else if (event.kind == "listen") {
-      narrator.call("server", "listen on " + event.detail, outcome);
-    } else if (event.kind == "connect" || event.kind == "connect-again") {
-      narrator.call("client", "connect " + server.text() + (event.detail.empty() ? "" : " from " + event.detail),
-                    outcome);
-      if (event.kind == "connect" && event.ok() && ++connected == 1) {
-        narrator.line("client", "closes first, then connects again with a new socket, until connect() fails:");
+  auto inside = lab.spawn("namespace", Role::other, [&](Trace& t) {
+    enter_private_network(t, {{"net.ipv4.ip_local_port_range", range}, {"net.ipv4.tcp_tw_reuse", tw_reuse}});
+
+    auto server = t.alongside("server", Role::server);
+    const int listener = server.must("socket", ::socket(AF_INET, SOCK_STREAM, 0));
+    server.must("bind", ::bind(listener, to.raw(), to.raw_length()), to);
+    server.must("listen", ::listen(listener, kMaxConnections));
+    server.quiet();  // the loop below narrates its connects; the rest is evidence
+    auto client = t.alongside("client", Role::client);
+    auto quiet_client = t.alongside("client", Role::client);
+    quiet_client.quiet();
+
+    // One connection: the client connects from a port the kernel picks, closes first (its port
+    // keeps the TIME_WAIT), the server reads the end of stream and closes too. 0 or connect's errno.
+    const auto connect_once = [&]() -> int {
+      const int fd = quiet_client.must("socket", ::socket(AF_INET, SOCK_STREAM, 0));
+      const Returned connected = ::connect(fd, to.raw(), to.raw_length());
+      const auto local = portreuse::local_endpoint(fd);
+      const bool has_port = connected.value == 0 && local && local->port() != 0;
+      client.call("connect", connected, to.text() + (has_port ? " from " + local->text() : ""));
+      if (connected.value < 0) {
+        quiet_client.must("close", ::close(fd));
+        return connected.error;
       }
-      if (event.kind == "connect" && !event.ok() && !failure) failure = outcome;
-      if (event.kind == "connect-again") {
-        after_wait = outcome;
-        reused_from = event.detail;
-      }
-    } else if (event.kind == "accept" || event.kind == "socket") {
-      narrator.call(event.kind == "accept" ? "server" : "client", event.kind, outcome);
-    } else if (event.kind == "time-wait") {
-      time_wait_rows.push_back(event.detail);
-    } else if (event.kind == "wait") {
-      waited_ms = std::stoll(event.detail);
-      narrator.table("kernel", "the namespace's TIME_WAIT sockets:", time_wait_rows);
-      narrator.line("client", "waits " + std::to_string(waited_ms) + " ms (past tcp_tw_reuse_delay), connects again:");
+      const int accepted = server.must("accept", ::accept(listener, nullptr, nullptr));
+      quiet_client.must("close", ::close(fd));  // the client closes first
+      server.receive_text(accepted);            // 0 bytes: the client's FIN came first
+      server.must("close", ::close(accepted));
+      return 0;
+    };
+
+    t.note("clients connect, close first, and connect again until connect() fails:");
+    int failed = 0;
+    for (int attempt = 0; attempt < kMaxConnections && failed == 0; ++attempt) failed = connect_once();
+    t.note("the namespace's sockets on port " + std::to_string(to.port()) + ":");
+    t.report_sockets(to.port());
+    if (wait_and_retry && failed != 0) {
+      const auto wait = reuse_wait();
+      t.note("waits " + std::to_string(wait.count()) + " ms (past tcp_tw_reuse_delay), connects again:");
+      std::this_thread::sleep_for(wait);
+      connect_once();
     }
-  };
-  auto run = run_in_network_namespace(
-      namespace_plan,
-      [&](const NamespaceReporter& reporter) { return exhaust_ephemeral_ports(reporter, server, plan.wait_and_retry); },
-      on_event);
-  if (!run) return Observation::failed_setup("fork: " + describe_outcome(run.error()));
-  if (run->unavailable) return Observation::skip("connect", "no network namespace here: " + *run->unavailable);
-  if (run->timed_out) return Observation::failed_setup("the clients in the namespace did not finish in time");
-  if (!run->status || !run->status->exited || run->status->code != 0) {
-    return Observation::failed_setup("the scenario in the namespace broke off (" +
-                                     (run->status ? run->status->describe() : std::string("no exit status")) +
-                                     "); its calls are shown above");
-  }
-  if (!plan.wait_and_retry) narrator.table("kernel", "the namespace's TIME_WAIT sockets:", time_wait_rows);
+  });
 
+  // Not allowed to make namespaces here: a matter of privileges or of the system's settings.
+  const auto unshared = inside.wait_for("unshare");
+  if (unshared && !unshared->ok()) {
+    const int error = unshared->error;
+    inside.reap();
+    const bool not_permitted =
+        error == EPERM || error == EACCES || error == ENOSPC || error == EUSERS || error == EINVAL || error == ENOSYS;
+    if (not_permitted) {
+      return lab.skip("connect", "unshare(CLONE_NEWUSER | CLONE_NEWNET) returned " +
+                                     portreuse::describe_outcome(portreuse::make_error(error)) +
+                                     ": this user may not create namespaces here, a matter of "
+                                     "privileges or configuration (see /proc/sys/user/"
+                                     "max_user_namespaces, or a container's seccomp profile)");
+    }
+  }
+  inside.reap(Millis(10000));
+
+  // What the namespace reported: the connects, in order, and the TIME_WAIT rows.
+  int connected = 0;
+  std::optional<Event> failure;
+  std::optional<Event> after_wait;
+  std::vector<Event> time_waits;
+  for (const auto& event : lab.events()) {
+    if (event.call == Call::connect && event.role == Role::client) {
+      if (failure) {
+        after_wait = event;
+      } else if (event.ok()) {
+        ++connected;
+      } else {
+        failure = event;
+      }
+    }
+    if (event.call == Call::socket_table && event.value == static_cast<long>(portreuse::TcpState::time_wait)) {
+      time_waits.push_back(event);
+    }
+  }
+
+  // A verdict needs connections that were made and accepted, closed by the client first, and
+  // the namespace's socket table read.
+  const auto needs = {Evidence::accepted, Evidence::client_closed_first, Evidence::table_read};
+  std::optional<Event> last_connect;
+  if (const auto* last = lab.last(Call::connect, Role::client)) last_connect = *last;
   Observation observation;
-  observation.call = "connect";
-  observation.facts.emplace_back("local_port_range", json_quote(range));
-  observation.facts.emplace_back("range_size", std::to_string(kRangeSize));
-  observation.facts.emplace_back("tcp_tw_reuse", json_quote(plan.tw_reuse));
-  observation.facts.emplace_back("connections_before_failure", std::to_string(connected));
-  observation.facts.emplace_back("time_wait_sockets", std::to_string(time_wait_rows.size()));
-  if (!plan.wait_and_retry) {
-    observation.outcome = failure.value_or(std::error_code{});
-    if (failure && static_cast<int>(time_wait_rows.size()) == connected) observation.situation = "all-in-time-wait";
-    return observation;
+  if (!wait_and_retry) {
+    // "All in TIME_WAIT" needs connections that were made, and as many TIME_WAIT rows as them.
+    const bool all_waiting = failure && connected > 0 && static_cast<int>(time_waits.size()) == connected;
+    observation = lab.observe(failure ? failure : last_connect, needs,
+                              all_waiting ? Situation::all_in_time_wait : Situation::any);
+  } else if (!failure) {
+    observation = lab.observe(last_connect, needs, Situation::never_exhausted);
+  } else {
+    auto situation = Situation::any;
+    if (after_wait && after_wait->ok()) {
+      const auto port = from_port(*after_wait);
+      bool was_time_wait = false;
+      for (const auto& row : time_waits) {
+        const auto local = " " + lab.address("127.0.0.1").with_port(port.value_or(0)).text() + " ";
+        was_time_wait = was_time_wait || (port && row.detail.find(local) != std::string::npos);
+      }
+      situation = was_time_wait ? Situation::reused_time_wait_port : Situation::new_port;
+      if (port) observation.fact("reused_port", std::to_string(*port));
+    }
+    auto observed = lab.observe(after_wait, needs, situation);
+    for (auto& fact : observation.facts) observed.facts.push_back(fact);
+    observation = observed;
+    observation.fact_text("first_failure", portreuse::outcome_name(portreuse::make_error(failure->error)));
   }
-  observation.facts.emplace_back("first_failure", json_quote(failure ? outcome_name(*failure) : "none"));
-  observation.facts.emplace_back("waited_ms", std::to_string(waited_ms));
-  if (!failure) {
-    observation.situation = "never-exhausted";
-    return observation;
+  // The call that broke the scenario is the first failure other than the connect() the step is
+  // about (which fails by design once the ports run out).
+  if (observation.could_not_run) {
+    for (const auto& event : lab.events()) {
+      const bool expected = event.call == Call::connect && event.role == Role::client;
+      if (event.ok() || expected || event.call == Call::note || event.call == Call::exited) continue;
+      auto facts = std::move(observation.facts);
+      observation = lab.could_not_run("the scenario did not happen", event);
+      observation.facts = std::move(facts);
+      break;
+    }
   }
-  if (!after_wait) return Observation::failed_setup("the namespace reported no connect() after the wait");
-  observation.outcome = *after_wait;
-  if (!*after_wait) {
-    const bool was_time_wait = std::any_of(time_wait_rows.begin(), time_wait_rows.end(), [&](const std::string& row) {
-      return row.find(" " + reused_from + " ") != std::string::npos;
-    });
-    observation.situation = was_time_wait ? "reused-time-wait-port" : "new-port";
-    observation.facts.emplace_back("reused_port", port_of(reused_from));
-  }
+  observation.fact_text("local_port_range", range);
+  observation.fact("range_size", std::to_string(kRangeSize));
+  observation.fact_text("tcp_tw_reuse", tw_reuse);
+  observation.fact("connections_before_failure", std::to_string(connected));
+  observation.fact("time_wait_sockets", std::to_string(time_waits.size()));
   return observation;
 }
 
-Observation ephemeral_exhausted_connect(StepContext& context) {
-  return run_exhaustion(
-      context,
-      ExhaustionPlan{
-          .tw_reuse = "0",
-          .why_tw_reuse = "tcp_tw_reuse = 0 inside: the default 2 lets loopback reuse TIME_WAIT ports after 1 s",
-      });
+Observation ephemeral_exhausted_connect(Lab& lab) {
+  return run_exhaustion(lab, "0", false);
 }
 
-Observation ephemeral_exhausted_tw_reuse(StepContext& context) {
-  return run_exhaustion(
-      context,
-      ExhaustionPlan{
-          .tw_reuse = "1",
-          .why_tw_reuse = "tcp_tw_reuse = 1 inside: outgoing connections may reuse TIME_WAIT ports once it is safe",
-          .wait_and_retry = true,
-      });
+Observation ephemeral_exhausted_tw_reuse(Lab& lab) {
+  return run_exhaustion(lab, "1", true);
 }
+
+// ---- The claims, and the explanations the observed outcome chooses from ----------------------
 
 const Experiment kExperiment{
-    .number = "13",
-    .slug = "client-side",
-    .title = "Client ports: TIME_WAIT and running out of ephemeral ports",
     .summary =
         "TIME_WAIT stays with whoever closes first. When that is the client, it is the client's own port that "
         "waits, and a client that opens and closes many connections to one server can run out of ports. "
@@ -238,12 +228,10 @@ const Experiment kExperiment{
                          "fails.",
                 .source = "\"端口复用 (bind error: Address already in use 问题)\"; V. Bernat, \"Coping with the TCP "
                           "TIME-WAIT state on busy Linux servers\"",
-                .claimed = "EADDRNOTAVAIL",
-                .expected_linux = "EADDRNOTAVAIL",
-                .elsewhere = "",
+                .claimed = EADDRNOTAVAIL,
                 .explanations =
                     {
-                        {"EADDRNOTAVAIL", "all-in-time-wait",
+                        {EADDRNOTAVAIL, Situation::all_in_time_wait,
                          "A TCP connection is named by four things: client address and port, server address and "
                          "port. Here three of them never change, so every connection needs a new client port from "
                          "net.ipv4.ip_local_port_range. Each client closed first, which left its port in TIME_WAIT "
@@ -253,10 +241,10 @@ const Experiment kExperiment{
                          "requested address'): not EADDRINUSE, and no bind() is involved. The host's default range "
                          "has 28,232 ports, so the same wall stands at about 470 new connections per second to one "
                          "server address and port."},
-                        {"EADDRNOTAVAIL", "",
+                        {EADDRNOTAVAIL, Situation::any,
                          "connect() found no free local port for this destination and failed with EADDRNOTAVAIL. "
-                         "The TIME_WAIT sockets above are what held the ports."},
-                        {"ok", "",
+                         "The namespace's socket table above shows what held the ports."},
+                        {kOk, Situation::any,
                          "Every connect() succeeded although there were more connections than ports: this kernel "
                          "reused ports that were still in TIME_WAIT, which Linux does only when tcp_tw_reuse "
                          "allows it."},
@@ -271,12 +259,10 @@ const Experiment kExperiment{
                          "TIME_WAIT once that is safe (its TCP timestamps are newer), so the client recovers without "
                          "waiting out the TIME_WAIT.",
                 .source = "V. Bernat, \"Coping with the TCP TIME-WAIT state on busy Linux servers\"; tcp(7)",
-                .claimed = "ok",
-                .expected_linux = "ok",
-                .elsewhere = "",
+                .claimed = kOk,
                 .explanations =
                     {
-                        {"ok", "reused-time-wait-port",
+                        {kOk, Situation::reused_time_wait_port,
                          "Right after the ports ran out, connect() still failed: reuse is not allowed at once. After "
                          "the wait the same connect() succeeded on a port whose TIME_WAIT was still running. With "
                          "tcp_tw_reuse the kernel may recycle a TIME_WAIT for a new outgoing connection to the same "
@@ -284,13 +270,13 @@ const Experiment kExperiment{
                          "timestamps let the peer tell the new connection's segments from the old one's. It only "
                          "helps the side that connects; a server's TIME_WAIT and its bind() are not affected, so "
                          "this is no cure for the articles' restart problem."},
-                        {"ok", "new-port",
+                        {kOk, Situation::new_port,
                          "After the wait connect() succeeded on a port that was not among the TIME_WAIT sockets: a "
                          "port became free some other way."},
-                        {"ok", "never-exhausted",
+                        {kOk, Situation::never_exhausted,
                          "The ports never ran out: with tcp_tw_reuse = 1 this kernel reused TIME_WAIT ports at once, "
                          "without the delay this lesson expects."},
-                        {"EADDRNOTAVAIL", "",
+                        {EADDRNOTAVAIL, Situation::any,
                          "Even after the wait no port could be reused. Reuse needs TCP timestamps on the old "
                          "connection (net.ipv4.tcp_timestamps) and a clock that has moved on; check both."},
                     },
@@ -303,5 +289,5 @@ const Experiment kExperiment{
 }  // namespace
 
 int main(int argc, char** argv) {
-  return portreuse::run_experiment(kExperiment, argc, argv);
+  return portreuse::lab::run(PORTREUSE_EXPERIMENT, kExperiment, argc, argv);
 }

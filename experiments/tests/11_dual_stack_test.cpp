@@ -7,15 +7,6 @@
 namespace portreuse::testing {
 namespace {
 
-const std::vector<ExpectedStep> kLinuxOutcomes{
-    // A dual-stack [::]:P holds 0.0.0.0:P too.
-    {"dual-stack-v6only-0-then-v4", "bind", "EADDRINUSE"},
-    // An IPv6-only socket leaves the IPv4 port free.
-    {"dual-stack-v6only-1-then-v4", "listen", "ok"},
-    // The same conflict in the other order.
-    {"v4-then-dual-stack", "bind", "EADDRINUSE"},
-};
-
 // The same test the program makes: an IPv6 socket on ::1.
 bool ipv6_available() {
   auto probe = open_socket(AF_INET6);
@@ -26,14 +17,14 @@ TEST_CASE("11 dual-stack: each step gives the Linux outcome") {
   const auto records = run_experiment_json("11");
   if (!ipv6_available()) {
     // An honest skip, with the reason, for every step.
-    CHECK(records.size() == kLinuxOutcomes.size());
+    CHECK(records.size() == expected_rows("11").size());
     for (const auto& record : records) {
       CHECK(record.at("outcome") == "skipped");
       CHECK(!record.at("why").empty());
     }
     return;
   }
-  check_steps(records, kLinuxOutcomes);
+  check_steps(records, "11");
   for (const auto& record : records) {
     CAPTURE(record.at("step"));
     REQUIRE(record.count("bindv6only") == 1);

@@ -6,16 +6,9 @@
 namespace portreuse::testing {
 namespace {
 
-const std::vector<ExpectedStep> kLinuxOutcomes{
-    // Without options a UDP port is one socket's, as for TCP.
-    {"udp-two-binds-plain", "bind", "EADDRINUSE"},
-    // SO_REUSEADDR on both is enough for UDP sockets to share the very same address and port.
-    {"udp-two-binds-reuseaddr", "bind", "ok"},
-};
-
 TEST_CASE("12 udp: each step gives the Linux outcome") {
   const auto records = run_experiment_json("12");
-  check_steps(records, kLinuxOutcomes);
+  check_steps(records, "12");
   const auto* shared = find_step(records, "udp-two-binds-reuseaddr");
   REQUIRE(shared != nullptr);
   CHECK(shared->at("udp_sockets_on_port") == "2");

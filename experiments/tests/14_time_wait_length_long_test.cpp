@@ -17,7 +17,7 @@ std::vector<Record> run_long(const std::string& number) {
 TEST_SUITE("long") {
   TEST_CASE("14 time-wait-length --long: TIME_WAIT ends after about a minute") {
     const auto records = run_long("14");
-    check_steps(records, {{"time-wait-timer", "bind", "EADDRINUSE"}, {"time-wait-duration", "bind", "ok"}});
+    check_steps(records, "14");
     const auto* duration = find_step(records, "time-wait-duration");
     REQUIRE(duration != nullptr);
     CHECK(duration->at("situation") == "about-a-minute");
@@ -34,8 +34,7 @@ TEST_SUITE("long") {
       WARN_MESSAGE(false, "13 skipped: " << reuse->at("why"));
       return;
     }
-    check_steps(records, {{"ephemeral-exhausted-connect", "connect", "EADDRNOTAVAIL"},
-                          {"ephemeral-exhausted-tw-reuse", "connect", "ok"}});
+    check_steps(records, "13");
     CHECK(reuse->at("first_failure") == "EADDRNOTAVAIL");
     CHECK(reuse->at("situation") == "reused-time-wait-port");
   }

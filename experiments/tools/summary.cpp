@@ -22,9 +22,9 @@
 
 #include "portreuse/cli.hpp"
 #include "portreuse/errors.hpp"
-#include "portreuse/experiment.hpp"  // preflight_problem
 #include "portreuse/fd.hpp"
 #include "portreuse/json.hpp"
+#include "portreuse/lab.hpp"  // preflight
 #include "portreuse/narrator.hpp"
 
 namespace {
@@ -152,7 +152,7 @@ int main(int argc, char** argv) {
   const auto& args = std::get<ParsedArgs>(parsed);
   if (args.has("--preflight")) {
     if (!args.positional.empty()) return cli.usage_error("--preflight takes no FILE");
-    if (auto problem = preflight_problem(std::nullopt)) {
+    if (auto problem = lab::preflight(std::nullopt)) {
       std::cerr << cli.program() << ": " << *problem << "\n";
       return kExitCouldNotRun;
     }

@@ -2,9 +2,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 
+#include "portreuse/narrator.hpp"  // wrap_text
 #include "portreuse/ports.hpp"
 
 namespace portreuse {
@@ -59,9 +61,44 @@ std::variant<ParsedArgs, UsageError> CommandLine::parse(int argc, const char* co
   return parsed;
 }
 
+namespace {
+
+// Help text fits 80 columns: `text` wrapped at word boundaries, the first line after `lead`,
+// the others indented by `indent` spaces.
+std::string wrapped(const std::string& lead, std::string_view text, std::size_t indent) {
+  constexpr std::size_t kColumns = 80;
+  const std::size_t width = std::max<std::size_t>(20, kColumns - std::max(lead.size(), indent));
+  std::string out = lead;
+  bool first = true;
+  for (const auto& line : wrap_text(text, width)) {
+    if (!first) out += "\n" + std::string(indent, ' ');
+    out += line;
+    first = false;
+  }
+  return out + "\n";
+}
+
+}  // namespace
+
 std::string CommandLine::usage() const {
-  std::string text = "Usage: " + program_ + " " + synopsis_ + "\n";
-  if (!description_.empty()) text += "\n" + description_ + "\n";
+  const std::string lead = "Usage: " + program_ + " ";
+  std::string text = wrapped(lead, synopsis_, lead.size());
+  if (!description_.empty()) {
+    text += "\n";
+    // Lines that begin with spaces (a list of steps) are kept as they are; the others are wrapped.
+    std::size_t start = 0;
+    while (start <= description_.size()) {
+      auto end = description_.find('\n', start);
+      if (end == std::string::npos) end = description_.size();
+      const std::string_view line(description_.data() + start, end - start);
+      if (line.empty() || line.front() == ' ' || line.size() <= 80) {
+        text += std::string(line) + "\n";
+      } else {
+        text += wrapped("", line, 0);
+      }
+      start = end + 1;
+    }
+  }
   text += "\nOptions:\n";
   for (const auto& option : options_) {
     std::string left = "  " + option.name + (option.value_name.empty() ? "" : " " + option.value_name);
@@ -69,7 +106,7 @@ std::string CommandLine::usage() const {
       left.resize(22, ' ');
     else
       left += "  ";
-    text += left + option.help + "\n";
+    text += wrapped(left, option.help, 22);
   }
   return text;
 }

@@ -10,10 +10,12 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <thread>
 
 #include "portreuse/json.hpp"
 #include "portreuse/ports.hpp"
+#include "portreuse/wire.hpp"
 
 namespace portreuse::lab {
 namespace {
@@ -61,6 +63,7 @@ struct WireHeader {
   std::uint16_t actor_length;
   std::uint16_t detail_length;
   std::int32_t quiet;
+  std::int64_t at;
 };
 constexpr std::size_t kMaxWire = 4096;  // PIPE_BUF on Linux
 
@@ -85,6 +88,12 @@ std::string shown_actor(const Event& event) {
 
 }  // namespace
 
+std::int64_t Returned::now_ns() noexcept {
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<std::int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+}
+
 std::string_view call_name(Call call) {
   switch (call) {
     case Call::socket: return "socket";
@@ -108,6 +117,12 @@ std::string_view call_name(Call call) {
     case Call::pipe: return "pipe";
     case Call::exited: return "exited";
     case Call::note: return "note";
+    case Call::setgroups: return "setgroups";
+    case Call::setgid: return "setgid";
+    case Call::setuid: return "setuid";
+    case Call::write: return "write";
+    case Call::ioctl: return "ioctl";
+    case Call::socket_table: return "socket_table";
   }
   return "?";
 }
@@ -115,6 +130,7 @@ std::string_view call_name(Call call) {
 std::string Event::text() const {
   if (call == Call::note) return printable(detail);
   if (call == Call::exited) return printable(detail);
+  if (call == Call::socket_table && error == 0) return printable(detail);
   std::string shown(call_name(call));
   if (!detail.empty()) shown += " " + printable(detail);
   if (error != 0) return shown + " -> " + describe_outcome(make_error(error));
@@ -135,8 +151,27 @@ int Trace::call(CallName name, Returned returned, std::string_view detail) {
   event.value = returned.value;
   event.error = returned.error;
   event.detail = std::string(detail);
+  // The narration's order: a call that waits for another process (recv, accept) is placed when
+  // it returned; any other call when it began, right after this process's previous call (or the
+  // lab's last report) returned. So a send comes before the recv that got its bytes, even when
+  // the receiver returned first.
+  const bool waits = name.call == Call::recv || name.call == Call::recvfrom || name.call == Call::accept;
+  std::int64_t& previous = lab_ != nullptr ? lab_->last_at_ : last_at_;  // per process, not per actor
+  const std::int64_t began = previous != 0 ? previous : returned.at;
+  event.at = waits ? returned.at : began;
+  previous = returned.at;
+  if (name.call == Call::fork && lab_ == nullptr && returned.value > 0) {
+    return static_cast<int>(returned.value);  // the child reports this fork, before its own calls
+  }
   if (name.call == Call::fork && returned.value == 0) {
-    // This is the new process: from here on it speaks for itself.
+    // This is the new process. In a spawned process it reports its parent's fork() first, so the
+    // narration shows the fork before anything the child does; from here on it speaks for itself.
+    if (lab_ == nullptr) {
+      event.at = began;  // the parent's fork began there; the child may run much later
+      event.pid = ::getppid();
+      event.value = ::getpid();
+      record(std::move(event));
+    }
     actor_ += "'s child";
     return 0;
   }
@@ -150,7 +185,10 @@ int Trace::call(CallName name, Returned returned, std::string_view detail) {
 
 int Trace::must(CallName name, Returned returned, std::string_view detail) {
   const int value = call(name, returned, detail);
-  if (returned.value < 0) throw ScenarioBroke{"a call the scenario needs failed"};
+  if (returned.value < 0) {
+    if (lab_ != nullptr) lab_->broken_at_ = lab_->events_.size() - 1;  // the event just recorded
+    throw ScenarioBroke{"a call the scenario needs failed"};
+  }
   return value;
 }
 
@@ -180,9 +218,36 @@ void Trace::wait_for_signal() {
   for (;;) ::pause();  // the child's lifetime alarm ends it at the latest
 }
 
+Trace Trace::alongside(std::string actor, Role role) const {
+  Trace other(lab_, pipe_fd_, std::move(actor), role);
+  other.origin_ = origin_;
+  return other;
+}
+
+void Trace::report_sockets(std::uint16_t port, Transport transport) {
+  const auto table = read_socket_table(transport);
+  if (!table) {
+    Event event;
+    event.call = Call::socket_table;
+    event.value = -1;
+    event.error = table.error().value();
+    event.detail = "of this network namespace";
+    record(std::move(event));
+    return;
+  }
+  for (const auto& entry : involving_port(*table, port)) {
+    Event event;
+    event.call = Call::socket_table;
+    event.value = static_cast<long>(entry.state);
+    event.detail = entry.describe();
+    record(std::move(event));
+  }
+}
+
 void Trace::record(Event event) {
-  if (quiet_ && event.error == 0 && event.value >= 0) event.quiet = true;
-  event.pid = ::getpid();
+  if (silent_ || (quiet_ && event.error == 0 && event.value >= 0)) event.quiet = true;
+  if (event.pid == 0) event.pid = ::getpid();
+  if (event.at == 0) event.at = Returned::now_ns();
   event.role = role_;
   event.actor = actor_;
   if (lab_ != nullptr) {
@@ -202,6 +267,7 @@ void Trace::record(Event event) {
   header.actor_length = static_cast<std::uint16_t>(actor.size());
   header.detail_length = static_cast<std::uint16_t>(detail.size());
   header.quiet = event.quiet ? 1 : 0;
+  header.at = event.at;
   std::string wire(reinterpret_cast<const char*>(&header), sizeof header);
   wire += actor;
   wire += detail;
@@ -234,7 +300,10 @@ std::optional<Event> Process::wait_for(CallName call, Millis deadline) {
 Event Process::must_reach(CallName call, Millis deadline) {
   auto event = wait_for(call, deadline);
   if (!event) throw ScenarioBroke{actor_ + " never reported " + std::string(call_name(call.call))};
-  if (!event->ok()) throw ScenarioBroke{"a call the scenario needs failed"};
+  if (!event->ok()) {
+    lab_->broken_at_ = cursor_ - 1;  // wait_for stepped past the event it returned
+    throw ScenarioBroke{"a call the scenario needs failed"};
+  }
   return *event;
 }
 
@@ -321,22 +390,42 @@ void Lab::record_failure(Call call, int error, std::string detail) {
   event.error = error;
   event.detail = std::move(detail);
   record(std::move(event));
+  broken_at_ = events_.size() - 1;  // the step cannot go on after this failure
 }
 
 void Lab::you(std::string_view text) {
   pump(Millis(0));
   narrator_.line("you", text);
+  last_at_ = Returned::now_ns();
 }
 
 void Lab::pause(std::string_view what_to_look_at) {
   if (!step_mode_ || json_) return;
   pump(Millis(0));
   narrator_.pause(what_to_look_at);
+  last_at_ = Returned::now_ns();
 }
 
 void Lab::record(Event event) {
-  pump(Millis(0));  // what the children did before this happened comes first
-  remember(std::move(event));
+  if (event.at == 0) event.at = Returned::now_ns();
+  // What the children did before this call returned comes first, what they did since after it.
+  // A call that another process completes (a recv, an accept, a connect) waits a moment for that
+  // process's report, which is written just after its own call returns.
+  const bool completed_by_peer = event.call == Call::recv || event.call == Call::accept || event.call == Call::connect;
+  std::vector<Event> batch;
+  auto wait = completed_by_peer ? Millis(5) : Millis(0);
+  while (auto child_event = read_one(wait)) {
+    batch.push_back(std::move(*child_event));
+    wait = completed_by_peer ? Millis(3) : Millis(0);
+  }
+  batch.push_back(std::move(event));
+  remember_in_order(std::move(batch));
+  last_at_ = Returned::now_ns();  // this process's next call begins after this
+}
+
+void Lab::remember_in_order(std::vector<Event> batch) {
+  std::stable_sort(batch.begin(), batch.end(), [](const Event& left, const Event& right) { return left.at < right.at; });
+  for (auto& event : batch) remember(std::move(event));
 }
 
 void Lab::remember(Event event) {
@@ -344,6 +433,10 @@ void Lab::remember(Event event) {
     if (event.call == Call::listen) seen_.insert(Evidence::listening);
     if (event.call == Call::accept) seen_.insert(Evidence::accepted);
     if (event.call == Call::fork && event.value > 0) seen_.insert(Evidence::forked);
+    if (event.call == Call::socket_table) {
+      seen_.insert(Evidence::table_read);
+      if (event.value == static_cast<long>(TcpState::time_wait)) seen_.insert(Evidence::time_wait_seen);
+    }
     if (event.call == Call::recv && event.value == 0) {
       if (event.role == Role::client) seen_.insert(Evidence::server_closed_first);
       if (event.role == Role::server) seen_.insert(Evidence::client_closed_first);
@@ -375,6 +468,7 @@ std::optional<Event> Lab::read_one(Millis deadline) {
         event.value = static_cast<long>(header.value);
         event.error = header.error;
         event.quiet = header.quiet != 0;
+        event.at = header.at;
         event.actor = buffered_.substr(sizeof header, header.actor_length);
         event.detail = buffered_.substr(sizeof header + header.actor_length, header.detail_length);
         buffered_.erase(0, total);
@@ -393,10 +487,13 @@ std::optional<Event> Lab::read_one(Millis deadline) {
 
 void Lab::pump(Millis deadline) {
   auto wait = deadline;
+  std::vector<Event> batch;
   while (auto event = read_one(wait)) {
-    remember(std::move(*event));
+    batch.push_back(std::move(*event));
     wait = Millis(0);
   }
+  remember_in_order(std::move(batch));
+  last_at_ = Returned::now_ns();
 }
 
 void Lab::own_descriptor(int fd) {
@@ -404,7 +501,9 @@ void Lab::own_descriptor(int fd) {
 }
 
 Result<std::uint16_t> Lab::fresh_port() const {
-  return free_tcp_port();
+  auto port = free_tcp_port();
+  if (port && wire_) wire_->ports.insert(*port);  // the step's port too: its segments are in the ladder
+  return port;
 }
 
 Observation Lab::skip(CallName call, std::string why) {
@@ -415,13 +514,30 @@ Observation Lab::skip(CallName call, std::string why) {
 }
 
 Situation Lab::show_sockets(std::string_view caption, Transport transport) {
+  return show_sockets(caption, port_, transport);
+}
+
+const std::vector<SocketEntry>* Lab::shown_sockets() const noexcept {
+  return last_table_read_ ? &last_table_ : nullptr;
+}
+
+std::string Lab::shown_sockets_json() const {
+  if (!last_table_read_) return "null";
+  std::vector<std::string> rows;
+  rows.reserve(last_table_.size());
+  for (const auto& entry : last_table_) rows.push_back(entry.describe());
+  return json_string_array(rows);
+}
+
+Situation Lab::show_sockets(std::string_view caption, std::uint16_t port, Transport transport) {
   pump(Millis(0));
+  if (wire_) wire_->ports.insert(port);  // a port the step looks at is one of its ports
   // Let passing states (FIN_WAIT_1, LAST_ACK) settle, so what is shown is where the kernel stays.
   const auto until = Clock::now() + Millis(500);
   Result<std::vector<SocketEntry>> table = read_socket_table(transport);
   while (table && Clock::now() < until) {
     bool closing = false;
-    for (const auto& entry : involving_port(*table, port_)) {
+    for (const auto& entry : involving_port(*table, port)) {
       closing = closing || entry.is(TcpState::fin_wait1) || entry.is(TcpState::closing) ||
                 entry.is(TcpState::last_ack) || entry.is(TcpState::syn_sent) || entry.is(TcpState::syn_recv);
     }
@@ -433,10 +549,13 @@ Situation Lab::show_sockets(std::string_view caption, Transport transport) {
     narrator_.line("kernel", "cannot read the socket table (" + describe_outcome(table.error()) +
                                  "): nothing about the port's sockets was observed");
     last_table_.clear();
+    last_table_read_ = false;
     return Situation::unobserved;
   }
+  show_segments();  // what went over the wire to bring the sockets where the table shows them
   seen_.insert(Evidence::table_read);
-  last_table_ = involving_port(*table, port_);
+  last_table_read_ = true;
+  last_table_ = involving_port(*table, port);
   std::vector<std::string> rows;
   rows.reserve(last_table_.size());
   bool listener = false;
@@ -445,7 +564,7 @@ Situation Lab::show_sockets(std::string_view caption, Transport transport) {
   bool bound = false;
   for (const auto& entry : last_table_) {
     rows.push_back(entry.describe());
-    if (entry.local.port() != port_) continue;
+    if (entry.local.port() != port) continue;
     if (entry.is(TcpState::listen)) {
       listener = true;
     } else if (entry.is(TcpState::time_wait)) {
@@ -460,6 +579,7 @@ Situation Lab::show_sockets(std::string_view caption, Transport transport) {
     if (entry.is(TcpState::time_wait)) seen_.insert(Evidence::time_wait_seen);
   }
   narrator_.table("kernel", caption, rows);
+  last_at_ = Returned::now_ns();
   if (listener) return Situation::listener;
   if (connection) return Situation::connection;
   if (time_wait) return Situation::time_wait;
@@ -489,6 +609,67 @@ void Lab::report_time_waits(Observation& observation) {
   observation.fact("time_wait_holds_port", longest ? std::to_string(longest->local.port()) : "null");
 }
 
+int Lab::time_waits_shown(Role side) const {
+  int count = 0;
+  for (const auto& entry : last_table_) {
+    if (!entry.is(TcpState::time_wait)) continue;
+    const bool servers = entry.local.port() == port_;
+    if ((side == Role::server && servers) || (side == Role::client && !servers)) ++count;
+  }
+  return count;
+}
+
+void Lab::record_wire(wire::Wire& wire) {
+  wire_ = std::make_unique<wire::StepWire>();
+  wire_->wire = &wire;
+  wire_->ports.insert(port_);
+}
+
+void Lab::show_segments() {
+  if (!wire_ || !wire_->wire->capturing()) return;
+  pump(Millis(0));
+  unsigned dropped = 0;
+  const auto segments = wire_->wire->drain(wire_->ports, dropped);
+  auto rows = wire_->ladder.rows(segments, wire_->ports);
+  if (!wire_->wire->ladder() || (rows.empty() && dropped == 0)) return;
+  // A step with many connections shows its first segments only; the pcap file has them all.
+  constexpr std::size_t kMostRows = 40;
+  if (rows.size() > kMostRows) {
+    const auto more = rows.size() - kMostRows + 1;
+    rows.resize(kMostRows - 1);
+    rows.push_back("(" + std::to_string(more) + " more rows not shown)");
+  }
+  if (dropped > 0) {
+    rows.push_back("(" + std::to_string(dropped) + " frames lost: the capture buffer was full)");
+  }
+  // The narrator puts a row under the text when it fits there (60 columns), else further left:
+  // when one row is too wide, equal widths keep the ladder's rows together.
+  constexpr std::size_t kUnderText = 60;
+  std::size_t widest = 0;
+  for (const auto& row : rows) widest = std::max(widest, row.size());
+  if (widest > kUnderText) {
+    for (auto& row : rows) row.resize(widest, ' ');
+  }
+  narrator_.table("wire", wire_->shown ? "the segments since then:" : "the segments on lo (AF_PACKET capture):", rows);
+  wire_->shown = true;
+}
+
+void Lab::report_segments(Observation& observation) {
+  if (!wire_) return;
+  if (const auto& missing = wire_->wire->missing()) {
+    narrator_.line("wire", "no ladder: " + *missing);
+    observation.fact("segments", "null");
+    observation.fact("ladder_missing", json_quote(*missing));
+    return;
+  }
+  show_segments();
+  observation.fact("segments", json_string_array(wire_->ladder.flags()));
+  if (const auto& problem = wire_->wire->pcap_problem()) {
+    narrator_.line("wire", *problem);
+    observation.fact("pcap_problem", json_quote(*problem));
+  }
+}
+
 bool Lab::saw(Evidence evidence) const {
   return seen_.count(evidence) > 0;
 }
@@ -513,7 +694,13 @@ std::string Lab::events_json() const {
 Observation Lab::could_not_run(std::string_view what_was_missing) {
   pump(Millis(0));
   Observation observation;
-  for (const auto& event : events_) {
+  // The failure a must() stopped the step on, when there is one; else the first failure: an
+  // earlier failure can be an outcome the scenario expected (a refused connect), not the cause.
+  std::vector<const Event*> failures;
+  if (broken_at_ && *broken_at_ < events_.size()) failures.push_back(&events_[*broken_at_]);
+  for (const auto& event : events_) failures.push_back(&event);
+  for (const auto* failure : failures) {
+    const auto& event = *failure;
     if (event.call == Call::note || event.call == Call::exited || event.ok()) continue;
     observation.call = event.call;
     observation.could_not_run = std::string(what_was_missing) + ": " + std::string(call_name(event.call)) +
@@ -526,6 +713,25 @@ Observation Lab::could_not_run(std::string_view what_was_missing) {
   }
   observation.could_not_run = std::string(what_was_missing) + " (no call failed, but it was not seen)";
   return observation;
+}
+
+Observation Lab::could_not_run(std::string_view what_was_missing, const Event& failed) {
+  pump(Millis(0));
+  Observation observation;
+  observation.call = failed.call;
+  observation.could_not_run = std::string(what_was_missing) + ": " + std::string(call_name(failed.call)) +
+                              (failed.detail.empty() ? "" : " " + printable(failed.detail)) + " (" + failed.actor +
+                              ") returned " + describe_outcome(make_error(failed.error));
+  return observation;
+}
+
+std::optional<double> Lab::time_wait_seconds_left() const {
+  std::optional<double> longest;
+  for (const auto& entry : last_table_) {
+    if (!entry.is(TcpState::time_wait) || entry.local.port() != port_) continue;
+    if (!longest || entry.timer_seconds > *longest) longest = entry.timer_seconds;
+  }
+  return longest;
 }
 
 Observation Lab::observe(const std::optional<Event>& answer, std::initializer_list<Evidence> needs,
@@ -566,8 +772,43 @@ std::string_view situation_key(Situation situation) {
     case Situation::connection: return "connection";
     case Situation::time_wait: return "time-wait";
     case Situation::bound_only: return "bound-only";
+    case Situation::each_reached_its_own: return "each-reached-its-own";
+    case Situation::most_specific_wins: return "most-specific-wins";
+    case Situation::other_delivery: return "other-delivery";
+    case Situation::first_listening: return "first-listening";
+    case Situation::second_bind_refused: return "second-bind-refused";
+    case Situation::tuple_taken: return "tuple-taken";
+    case Situation::tuple_free: return "tuple-free";
+    case Situation::dual_stack: return "dual-stack";
+    case Situation::v6_only: return "v6-only";
+    case Situation::client_time_wait: return "time-wait-on-client";
+    case Situation::shared: return "shared";
+    case Situation::nothing_delivered: return "nothing-delivered";
+    case Situation::partly_delivered: return "partly-delivered";
+    case Situation::all_delivered: return "all-delivered";
+    case Situation::all_to_first: return "all-to-first";
+    case Situation::all_to_second: return "all-to-second";
+    case Situation::none_arrived: return "none-arrived";
+    case Situation::all_in_time_wait: return "all-in-time-wait";
+    case Situation::reused_time_wait_port: return "reused-time-wait-port";
+    case Situation::new_port: return "new-port";
+    case Situation::never_exhausted: return "never-exhausted";
+    case Situation::timer_within_a_minute: return "timer-within-a-minute";
+    case Situation::timer_beyond_a_minute: return "timer-beyond-a-minute";
+    case Situation::under_a_minute: return "under-a-minute";
+    case Situation::about_a_minute: return "about-a-minute";
+    case Situation::over_a_minute: return "over-a-minute";
+    case Situation::never_held: return "never-held";
+    case Situation::still_held: return "still-held";
+    case Situation::cells_as_documented: return "cells-as-documented";
+    case Situation::cells_differ: return "cells-differ";
+    case Situation::cells_skipped: return "cells-skipped";
   }
   return "?";
+}
+
+Observation& Observation::fact_text(std::string key, std::string_view text) {
+  return fact(std::move(key), json_quote(text));
 }
 
 std::optional<std::string> Observation::fact(std::string_view key) const {

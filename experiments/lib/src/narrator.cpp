@@ -122,7 +122,15 @@ void Narrator::blank() const {
 
 void Narrator::pause(std::string_view preview) const {
   if (!enabled_) return;
-  out_ << paint("  next: ", Tone::note) << preview << paint("  [Enter] ", Tone::note) << std::flush;
+  // Wrapped to 80 columns like the rest, with room for the prompt after the last line.
+  const std::string head = "  next: ";
+  const std::string prompt = "  [Enter] ";
+  const auto rows = wrap_text(preview, kWidth - head.size() - prompt.size());
+  for (std::size_t index = 0; index < rows.size(); ++index) {
+    out_ << (index == 0 ? paint(head, Tone::note) : std::string(head.size(), ' ')) << rows[index]
+         << (index + 1 == rows.size() ? "" : "\n");
+  }
+  out_ << paint(prompt, Tone::note) << std::flush;
   std::string ignored;
   if (!std::getline(std::cin, ignored)) out_ << '\n';
   out_ << std::flush;

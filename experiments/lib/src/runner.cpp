@@ -1,4 +1,6 @@
 // The lesson runner: command line, preflight, one Lab per step, the verdict and the record.
+#include <unistd.h>
+
 #include <cerrno>
 #include <fstream>
 #include <iostream>
@@ -6,8 +8,8 @@
 #include "portreuse/cli.hpp"
 #include "portreuse/json.hpp"
 #include "portreuse/lab.hpp"
-#include "portreuse/experiment.hpp"  // preflight_problem
 #include "portreuse/ports.hpp"
+#include "portreuse/wire.hpp"
 
 namespace portreuse::lab {
 namespace {
@@ -52,8 +54,10 @@ std::string verdict_words(Verdict verdict, Said said) {
   return "?";
 }
 
-Verdict judge(int observed, const Step& step) {
-  if (observed == step.claimed) return Verdict::holds;
+// The outcome must be the claimed one, and the rest of the claim (a length, a grid) must have
+// been seen to hold when the step checked it.
+Verdict judge(const Observation& observation, const Step& step) {
+  if (observation.outcome == step.claimed && observation.detail_holds.value_or(true)) return Verdict::holds;
   return step.elsewhere.empty() ? Verdict::does_not_hold : Verdict::depends_on_platform;
 }
 
@@ -93,7 +97,98 @@ std::string join(const std::vector<std::string>& lines, std::string_view separat
   return text;
 }
 
+// --quiz: the outcomes a student may predict for a call, the likely ones first.
+std::vector<int> possible_outcomes(Call call) {
+  switch (call) {
+    case Call::bind: return {0, EADDRINUSE, EADDRNOTAVAIL, EACCES};
+    case Call::listen: return {0, EADDRINUSE, EINVAL};
+    case Call::connect: return {0, ECONNREFUSED, EADDRNOTAVAIL, EADDRINUSE};
+    case Call::recv: return {0, ECONNRESET, EAGAIN};
+    default: return {0, EADDRINUSE};
+  }
+}
+
+// Asks for a prediction on the terminal; nullopt when the student gives none (end of input).
+std::optional<int> ask_prediction(const Narrator& narrator, std::ostream& prompt, Call call) {
+  const auto choices = possible_outcomes(call);
+  std::string menu = "Your prediction for " + std::string(call_name(call)) + "():";
+  for (std::size_t index = 0; index < choices.size(); ++index) {
+    menu += "  [" + std::to_string(index + 1) + "] " + outcome_name(make_error(choices[index]));
+  }
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    narrator.paragraph("Quiz:", menu, Tone::note);
+    prompt << "  > " << std::flush;
+    std::string answer;
+    if (!std::getline(std::cin, answer)) {
+      prompt << '\n';
+      return std::nullopt;
+    }
+    for (std::size_t index = 0; index < choices.size(); ++index) {
+      if (answer == std::to_string(index + 1) || answer == outcome_name(make_error(choices[index]))) {
+        return choices[index];
+      }
+    }
+    narrator.paragraph("", "Type a number from 1 to " + std::to_string(choices.size()) + ".", Tone::dim);
+  }
+  return std::nullopt;
+}
+
+// Loopback must accept a connection, or no lesson here can be trusted. The probe closes with RST
+// (SO_LINGER 0) so that it leaves no TIME_WAIT behind.
+std::optional<std::string> loopback_problem() {
+  auto listener = open_socket(AF_INET);
+  if (!listener) return "socket: " + describe_outcome(listener.error());
+  const auto any_port = *Endpoint::parse("127.0.0.1", 0);
+  if (auto error = bind_to(listener->get(), any_port)) return "bind 127.0.0.1:0: " + describe_outcome(error);
+  if (auto error = listen_on(listener->get(), 1)) return "listen on 127.0.0.1: " + describe_outcome(error);
+  auto bound = local_endpoint(listener->get());
+  if (!bound) return "getsockname: " + describe_outcome(bound.error());
+  auto client = open_socket(AF_INET);
+  if (!client) return "socket: " + describe_outcome(client.error());
+  (void)apply_options(client->get(), SocketOptions{.abortive_close = true});
+  if (auto error = connect_within(client->get(), *bound, Millis(1000))) {
+    return "connect " + bound->text() + ": " + describe_outcome(error);
+  }
+  auto accepted = accept_within(listener->get(), Millis(1000));
+  if (!accepted) return "accept on " + bound->text() + ": " + describe_outcome(accepted.error());
+  (void)apply_options(accepted->fd.get(), SocketOptions{.abortive_close = true});
+  return std::nullopt;
+}
+
+// A port the user chose must be free of sockets this run did not create; otherwise whatever
+// holds it would be taught as the lesson's outcome.
+std::optional<std::string> user_port_problem(std::uint16_t port) {
+  if (auto holders = sockets_holding(port); holders && !holders->empty()) {
+    return "port " + std::to_string(port) + " is already in use by sockets this experiment did not create:\n  " +
+           join(describe_holders(*holders), "\n  ") +
+           "\nThat is someone else's socket (or an earlier run's TIME_WAIT), not this lesson's outcome. "
+           "Pick another port, or leave out --port to get a free one.";
+  }
+  auto probe = open_socket(AF_INET);
+  if (!probe) return "socket: " + describe_outcome(probe.error());
+  const auto error = bind_to(probe->get(), *Endpoint::parse("0.0.0.0", port));
+  if (error.value() == EACCES) {
+    return "port " + std::to_string(port) + " needs privileges to bind (EACCES): ports below " +
+           "net.ipv4.ip_unprivileged_port_start are reserved. Pick a port of 1024 or more.";
+  }
+  if (error) return "port " + std::to_string(port) + " cannot be bound: " + describe_outcome(error);
+  return std::nullopt;
+}
+
+// Why no experiment can run here, or nullopt: loopback must carry a connection, and a port the
+// user chose must be free of sockets this run did not create (else they would be taught as the
+// lesson's outcome). Every program checks this before its first step and exits 1 with the text.
+std::optional<std::string> preflight_problem(std::optional<std::uint16_t> user_port) {
+  if (auto problem = loopback_problem()) return "the loopback interface does not work here (" + *problem + ")";
+  if (user_port) return user_port_problem(*user_port);
+  return std::nullopt;
+}
+
 }  // namespace
+
+std::optional<std::string> preflight(std::optional<std::uint16_t> user_port) {
+  return preflight_problem(user_port);
+}
 
 std::optional<Expected> expected_outcome(std::string_view number, std::string_view step_id) {
   for (const auto& row : kExpected) {
@@ -120,11 +215,15 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
       {"--json", "", "print one JSON object per step (JSON Lines) and nothing else"},
       {"--no-color", "", "no colours (also when NO_COLOR is set or output is not a terminal)"},
       {"--step", "", "pause before each step and at its key moments, and wait for Enter"},
-      {"--record", "FILE", "also append the JSON Lines to FILE (run-all's summary reads it)"}};
+      {"--record", "FILE", "also append the JSON Lines to FILE (run-all's summary reads it)"},
+      {"--quiz", "", "before each step, predict its outcome; the score is kept (needs a terminal)"},
+      {"--ladder", "", "show each step's TCP segments (private network namespace)"},
+      {"--pcap", "FILE", "write those segments to FILE (tcpdump -r FILE, Wireshark)"}};
   if (has_long_steps) options.push_back({"--long", "", "also run the steps that take longer than a moment"});
   const CommandLine cli(
       program,
-      std::string("[--port P] [--json] [--no-color] [--step] [--record FILE]") + (has_long_steps ? " [--long]" : ""),
+      std::string("[--port P] [--json] [--no-color] [--step] [--quiz] [--record FILE] [--ladder] [--pcap FILE]") +
+          (has_long_steps ? " [--long]" : ""),
       description, options);
   const auto parsed_or_exit = cli.parse_or_exit(argc, argv);
   if (const auto* exit_status = std::get_if<int>(&parsed_or_exit)) return *exit_status;
@@ -136,6 +235,14 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
   }
   const bool json = args.has("--json");
   const bool step_mode = args.has("--step");
+  const bool quiz = args.has("--quiz");
+  // A quiz reads the student's answers from a terminal; piped input would answer for them.
+  if (quiz && (::isatty(STDIN_FILENO) == 0 || ::isatty(STDOUT_FILENO) == 0) && !json) {
+    return cli.usage_error("--quiz needs a terminal (stdin and stdout)");
+  }
+  if (quiz && ::isatty(STDIN_FILENO) == 0) return cli.usage_error("--quiz needs a terminal to read answers from");
+  int predicted = 0;
+  int predicted_right = 0;
   std::ofstream record_file;
   if (auto path = args.value("--record")) {
     record_file.open(*path, std::ios::app);
@@ -145,6 +252,18 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
     if (json) std::cout << record.text() << std::endl;
     if (record_file.is_open()) record_file << record.text() << std::endl;
   };
+  // Packet ladders: before any step, while this process has no threads or children, it moves
+  // into a private network namespace where only its own steps talk on lo.
+  std::optional<wire::Wire> wire;
+  if (args.has("--ladder") || args.has("--pcap")) {
+    const auto pcap_path = args.value("--pcap");
+    auto prepared = wire::Wire::prepare(pcap_path, args.has("--ladder"));
+    if (!prepared) {
+      return cli.usage_error("cannot write to '" + pcap_path.value_or("") + "': " + describe_outcome(prepared.error()));
+    }
+    wire = std::move(*prepared);
+    wire->start();
+  }
   const Narrator narrator(std::cout, !json, colour_wanted(args.has("--no-color"), 1));
   install_interrupt_cleanup();
 
@@ -155,6 +274,13 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
 
   narrator.banner(entry->number, entry->title);
   narrator.paragraph("", experiment.summary, Tone::dim);
+  if (wire && wire->capturing() && step_mode) {
+    narrator.paragraph("Ladder:",
+                       "this run's sockets live in a private network namespace; another terminal sees "
+                       "them with:",
+                       Tone::note);
+    narrator.paragraph("", "  nsenter -t " + std::to_string(::getpid()) + " -U -n --preserve-credentials ss -tan");
+  }
   bool every_step_ran = true;
   for (const auto& step : experiment.steps) {
     if (step.long_running && !args.has("--long")) continue;
@@ -185,14 +311,23 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
     narrator.paragraph("Claim:", step.claim + " [" + step.source + "]");
 
     const auto expected = expected_outcome(entry->number, step.id);
+    std::optional<int> prediction;
+    if (quiz) {
+      // In JSON mode the menu goes to the terminal on stderr's side: stdout stays JSON.
+      const Narrator asking(std::cerr, true, colour_wanted(args.has("--no-color"), 2));
+      prediction = ask_prediction(json ? asking : narrator, json ? std::cerr : std::cout,
+                                  expected ? expected->call : Call::bind);
+    }
     Observation observation;
     {
       Lab lab(narrator, port, json, step_mode);
+      if (wire) lab.record_wire(*wire);
       try {
         observation = step.run(lab);
       } catch (const ScenarioBroke& broke) {
         observation = lab.could_not_run(broke.what);
       }
+      lab.report_segments(observation);
     }
     JsonObject record;
     record.add("experiment", entry->number).add("step", step.id).add("port", static_cast<int>(port));
@@ -223,7 +358,7 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
       continue;
     }
     const std::string observed = outcome_name(make_error(observation.outcome));
-    const Verdict verdict = judge(observation.outcome, step);
+    const Verdict verdict = judge(observation, step);
     const std::string explanation = choose_explanation(step, observation.outcome, observation.situation);
     const bool as_expected = expected && expected->outcome == observation.outcome && expected->call == observation.call;
 
@@ -240,6 +375,16 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
     }
     narrator.paragraph("Verdict:", verdict_words(verdict, step.said) + ".",
                        verdict == Verdict::holds ? Tone::good : Tone::note);
+    if (prediction) {
+      ++predicted;
+      const bool right = *prediction == observation.outcome;
+      predicted_right += right ? 1 : 0;
+      narrator.paragraph("Quiz:",
+                         "you predicted " + outcome_name(make_error(*prediction)) + ": " +
+                             (right ? "right." : "the kernel said " + observed + ".") + " Score: " +
+                             std::to_string(predicted_right) + " of " + std::to_string(predicted) + ".",
+                         right ? Tone::good : Tone::note);
+    }
     narrator.paragraph("Why:", explanation);
     if (verdict == Verdict::depends_on_platform) narrator.paragraph("Elsewhere:", step.elsewhere, Tone::dim);
 
@@ -253,8 +398,19 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
         .add("source", step.source)
         .add("situation", situation_key(observation.situation))
         .add("explanation", explanation);
+    if (quiz) {
+      if (prediction) {
+        record.add("prediction", outcome_name(make_error(*prediction))).add("predicted_right", *prediction == observation.outcome);
+      } else {
+        record.add_raw("prediction", "null");
+      }
+    }
     for (const auto& [key, value] : observation.facts) record.add_raw(key, value);
     emit(record);
+  }
+  if (quiz && predicted > 0) {
+    narrator.paragraph("Quiz:", "your predictions: " + std::to_string(predicted_right) + " of " +
+                                    std::to_string(predicted) + " right.", Tone::heading);
   }
   narrator.blank();
   return every_step_ran ? 0 : kExitCouldNotRun;

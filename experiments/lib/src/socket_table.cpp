@@ -2,10 +2,12 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #endif
 
@@ -203,6 +205,15 @@ std::error_code dump_with_netlink(int family, Transport transport, std::vector<S
       entry.timer_seconds = static_cast<double>(diag->idiag_expires) / 1000.0;
       entry.uid = diag->idiag_uid;
       entry.inode = diag->idiag_inode;
+      // The attributes follow the message; the kernel adds IPV6_V6ONLY for IPv6 sockets that
+      // listen or are only bound, which is what decides whether [::] also takes IPv4.
+      auto attributes_left = static_cast<int>(header->nlmsg_len) - static_cast<int>(NLMSG_LENGTH(sizeof *diag));
+      for (const auto* attribute = reinterpret_cast<const rtattr*>(diag + 1); RTA_OK(attribute, attributes_left);
+           attribute = RTA_NEXT(attribute, attributes_left)) {
+        if (attribute->rta_type == INET_DIAG_SKV6ONLY && RTA_PAYLOAD(attribute) >= 1) {
+          entry.v6only = *static_cast<const std::uint8_t*>(RTA_DATA(attribute)) != 0;
+        }
+      }
       table.push_back(entry);
     }
   }
@@ -225,21 +236,43 @@ Result<std::vector<SocketEntry>> read_with_netlink(Transport transport) {
 #endif
 }
 
+// The whole file, or the errno that open() or read() gave: never a made-up one.
+Result<std::string> read_whole_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return last_error();
+  const UniqueFd owned(fd);
+  std::string text;
+  std::array<char, 8192> chunk{};
+  for (;;) {
+    const auto got = ::read(fd, chunk.data(), chunk.size());
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return last_error();
+    if (got == 0) return text;
+    text.append(chunk.data(), static_cast<std::size_t>(got));
+  }
+}
+
 Result<std::vector<SocketEntry>> read_from_proc(Transport transport) {
   const long ticks_per_second = ::sysconf(_SC_CLK_TCK);
   const char* const base = transport == Transport::tcp ? "/proc/net/tcp" : "/proc/net/udp";
   std::vector<SocketEntry> table;
+  std::error_code first_failure;
   bool any_file = false;
   for (const auto& [suffix, family] : {std::pair{"", AF_INET}, std::pair{"6", AF_INET6}}) {
-    std::ifstream file(std::string(base) + suffix);
-    if (!file) continue;  // no tcp6 when IPv6 is off
+    auto text = read_whole_file(std::string(base) + suffix);
+    if (!text) {
+      // No tcp6 when IPv6 is off; any other failure is reported if nothing could be read.
+      if (!first_failure && text.error().value() != ENOENT) first_failure = text.error();
+      continue;
+    }
     any_file = true;
+    std::istringstream lines(*text);
     std::string line;
-    while (std::getline(file, line)) {
+    while (std::getline(lines, line)) {
       if (auto entry = parse_proc_net_line(line, family, transport, ticks_per_second)) table.push_back(*entry);
     }
   }
-  if (!any_file) return make_error(ENOENT);
+  if (!any_file) return first_failure ? first_failure : make_error(ENOENT);
   return table;
 }
 

@@ -27,9 +27,15 @@
 #include <vector>
 
 #include "portreuse/child.hpp"
+#include "portreuse/json.hpp"  // facts: JsonObject, json_array
 #include "portreuse/narrator.hpp"
 #include "portreuse/net.hpp"
 #include "portreuse/socket_table.hpp"
+
+namespace portreuse::wire {
+class Wire;
+struct StepWire;
+}  // namespace portreuse::wire
 
 namespace portreuse::lab {
 
@@ -37,7 +43,11 @@ namespace portreuse::lab {
 // is checked at compile time, so a misspelt call name does not build.
 enum class Call {
   socket, setsockopt, getsockopt, bind, listen, connect, accept, recv, send, shutdown, close,
-  fork, kill, sendto, recvfrom, getsockname, unshare, sysctl, pipe, exited, note
+  fork, kill, sendto, recvfrom, getsockname, unshare, sysctl, pipe, exited, note,
+  setgroups, setgid, setuid,  // a child that drops root's rights (09: another user's socket)
+  // write: to a file of /proc (a namespace's uid_map); ioctl: an interface's flags (lo up);
+  // socket_table: one row of the kernel's socket table as a process saw it (value: its TcpState).
+  write, ioctl, socket_table
 };
 std::string_view call_name(Call call);
 
@@ -52,11 +62,11 @@ struct CallName {
     return *left == *right;
   }
   static consteval Call parse(const char* text) {
-    constexpr const char* kNames[] = {"socket", "setsockopt", "getsockopt", "bind",        "listen",
-                                      "connect", "accept",    "recv",       "send",        "shutdown",
-                                      "close",  "fork",       "kill",       "sendto",      "recvfrom",
-                                      "getsockname", "unshare", "sysctl",   "pipe",        "exited",
-                                      "note"};
+    constexpr const char* kNames[] = {"socket",      "setsockopt", "getsockopt", "bind",  "listen",   "connect",
+                                      "accept",      "recv",       "send",       "shutdown", "close", "fork",
+                                      "kill",        "sendto",     "recvfrom",   "getsockname", "unshare", "sysctl",
+                                      "pipe",        "exited",     "note",       "setgroups", "setgid", "setuid",
+                                      "write",       "ioctl",      "socket_table"};
     for (int index = 0; index < static_cast<int>(std::size(kNames)); ++index) {
       if (same(text, kNames[index])) return static_cast<Call>(index);
     }
@@ -67,10 +77,13 @@ struct CallName {
 // What a system call returned, and errno when it failed, read before anything else can change it.
 // Built implicitly from the call's return value: `t.call("bind", ::bind(...))`. (C++17 and later
 // initialise one argument completely before the next, so errno cannot be overwritten between.)
+// `at` is when it returned (CLOCK_MONOTONIC, ns), read after errno: the narration's order.
 struct Returned {
   long value;
   int error;
-  Returned(long returned) noexcept : value(returned), error(returned < 0 ? errno : 0) {}  // NOLINT
+  std::int64_t at;
+  Returned(long returned) noexcept : value(returned), error(returned < 0 ? errno : 0), at(now_ns()) {}  // NOLINT
+  static std::int64_t now_ns() noexcept;
 };
 
 // Who made a call. Evidence such as "the server closed first" is read from the role, not from
@@ -90,6 +103,7 @@ struct Event {
 
   [[nodiscard]] bool ok() const noexcept { return error == 0 && value >= 0; }
   bool quiet = false;  // from a quiet trace: evidence, not narration
+  std::int64_t at = 0;  // its place in time (Returned::now_ns; see Trace::call): the narration's order
   [[nodiscard]] std::string text() const;  // "bind 0.0.0.0:40123 -> EADDRINUSE"
 };
 
@@ -125,10 +139,23 @@ class Trace {
 
   [[nodiscard]] const std::string& actor() const noexcept { return actor_; }
   [[nodiscard]] Role role() const noexcept { return role_; }
+  // Another actor in the same process, reporting over the same channel: a server and its
+  // clients in one network namespace.
+  [[nodiscard]] Trace alongside(std::string actor, Role role) const;
+  // Reads the kernel's socket table as this process sees it (in a namespace: the namespace's)
+  // and records each row with the port at either end as a socket_table event whose value is
+  // its TcpState; a table that cannot be read is recorded as that call's failure.
+  void report_sockets(std::uint16_t port, Transport transport = Transport::tcp);
   // A quiet trace (many clients in a loop) records failures and evidence but prints and lists
   // only the failures; the experiment narrates the totals itself.
   Trace& quiet() noexcept {
     quiet_ = true;
+    return *this;
+  }
+  // A silent trace records everything, failures too, without printing or listing it: for one
+  // call repeated hundreds of times whose last result the experiment reports itself.
+  Trace& silent() noexcept {
+    silent_ = true;
     return *this;
   }
 
@@ -143,6 +170,8 @@ class Trace {
   Role role_;
   int origin_ = 0;
   bool quiet_ = false;
+  std::int64_t last_at_ = 0;  // when this actor's previous call returned
+  bool silent_ = false;
 };
 
 // A child process running one actor's code, always reaped.
@@ -185,7 +214,55 @@ std::string_view evidence_words(Evidence evidence);
 
 // What the socket table held for the port just before the call that answers the step. It selects
 // the explanation; it is never printed as an outcome.
-enum class Situation { any, unobserved, clean, listener, connection, time_wait, bound_only };
+enum class Situation {
+  any,
+  unobserved,
+  clean,
+  listener,
+  connection,
+  time_wait,
+  bound_only,
+  // Nothing held the port itself, but a TIME_WAIT kept the client's end of a connection to it
+  // (its ephemeral port): show_sockets() says clean, the experiment refines it (03).
+  client_time_wait,
+  // Where connections went when two sockets listen on one port (06, 07): each to the socket
+  // bound to the address it was sent to (or the wildcard when none is), or otherwise.
+  each_reached_its_own,
+  most_specific_wins,
+  other_delivery,
+  // Which calls came before the answer (07, 08).
+  first_listening,
+  second_bind_refused,
+  // Whether a connection with the new one's four numbers already existed (08).
+  tuple_taken,
+  tuple_free,
+  // The IPv6 socket's IPV6_V6ONLY, read back and confirmed by where an IPv4 client went (11).
+  dual_stack,
+  v6_only,
+  // Chosen by an experiment from what it counted, not read from the table:
+  shared,             // two sockets hold the port at once (09: two listeners; 12: both got datagrams)
+  nothing_delivered,  // the peer read none of the bytes send() had taken (10)
+  partly_delivered,   // ... some of them
+  all_delivered,      // ... all of them
+  all_to_first,       // every datagram went to the socket bound first (12)
+  all_to_second,      // ... to the socket bound second
+  none_arrived,       // no datagram arrived within the deadline
+  // Experiment-specific: what else the step saw that selects its explanation.
+  all_in_time_wait,       // 13: every connection made left its client port in TIME_WAIT
+  reused_time_wait_port,  // 13: the connect after the wait took a port still in TIME_WAIT
+  new_port,               // 13: ... took a port that was not in TIME_WAIT
+  never_exhausted,        // 13: the ports never ran out
+  timer_within_a_minute,  // 14: the TIME_WAIT timer read at most 60 s
+  timer_beyond_a_minute,  // 14: ... more than 60 s
+  under_a_minute,         // 14: the port was free again in less than 55 s
+  about_a_minute,         // 14: ... in 55 to 70 s
+  over_a_minute,          // 14: ... later than 70 s
+  never_held,             // 14: the restart bound at once
+  still_held,             // 14: still refused when the program gave up
+  cells_as_documented,    // 15: every cell of the block gave the documented outcome
+  cells_differ,           // 15: some cells differ from the documented rule
+  cells_skipped,          // 15: the cells that ran are as documented; some could not run (no IPv6)
+};
 std::string_view situation_key(Situation situation);  // "time-wait", as in the JSON
 
 // The outcome of a step: 0 or an errno from the call that answers it.
@@ -196,12 +273,17 @@ struct Observation {
   std::vector<std::pair<std::string, std::string>> facts;  // extra JSON members: key, JSON text
   std::optional<std::string> could_not_run;               // the call that failed and its errno
   std::optional<std::string> skipped;                     // the system cannot run it: why
+  // The part of the claim the outcome alone cannot show (how long, a whole grid): whether it was
+  // observed to hold. A verdict of "holds" needs the outcome and this; nullopt: nothing more.
+  std::optional<bool> detail_holds;
 
   Observation& fact(std::string key, std::string json_text) {
     facts.emplace_back(std::move(key), std::move(json_text));
     return *this;
   }
   [[nodiscard]] std::optional<std::string> fact(std::string_view key) const;
+  // A fact that is plain text: quoted and escaped for JSON here.
+  Observation& fact_text(std::string key, std::string_view text);
 };
 
 class Lab {
@@ -235,8 +317,17 @@ class Lab {
   // Prints the sockets with the port at either end, as the kernel lists them now (after letting
   // passing closing states settle), and records what was seen: TIME_WAIT, listener, ...
   Situation show_sockets(std::string_view caption, Transport transport = Transport::tcp);
+  // The same for another port than the step's (a client's local port, a second server's).
+  Situation show_sockets(std::string_view caption, std::uint16_t port, Transport transport = Transport::tcp);
+  // The rows the last show_sockets() listed; nullptr when it could not read the table.
+  [[nodiscard]] const std::vector<SocketEntry>* shown_sockets() const noexcept;
+  // The same rows as a JSON array of their texts; null when the table could not be read.
+  [[nodiscard]] std::string shown_sockets_json() const;
   // The TIME_WAIT rows of this step's port, with whose they are and the time left; adds facts.
   void report_time_waits(Observation& observation);
+  // How many TIME_WAIT rows the last show_sockets() listed on one side of the step's port: the
+  // server's (the port is the local end) or the client's (the port is the remote end).
+  [[nodiscard]] int time_waits_shown(Role side) const;
 
   // The step's answer: `answer` is the event of the call that decides it (from Trace or wait_for).
   // A verdict needs every piece of evidence; otherwise the observation is "could not run".
@@ -248,12 +339,28 @@ class Lab {
   Observation skip(CallName call, std::string why);
   // Could not run: names the first call that failed in this step, or what was missing.
   Observation could_not_run(std::string_view what_was_missing);
+  // The same, naming this failed call (when an earlier failure was part of the scenario).
+  Observation could_not_run(std::string_view what_was_missing, const Event& failed);
+  // The longest timer of a TIME_WAIT bound to the step's port in the table show_sockets last
+  // listed; nullopt when it listed none.
+  [[nodiscard]] std::optional<double> time_wait_seconds_left() const;
   [[nodiscard]] bool saw(Evidence evidence) const;
   [[nodiscard]] const std::vector<Event>& events() const noexcept { return events_; }
   // The events as a JSON array of their texts, for the step's record.
   [[nodiscard]] std::string events_json() const;
   // The last event of this call and role, if any.
   [[nodiscard]] const Event* last(Call call, Role role) const;
+  // The rows show_sockets() listed last (the port at either end), for the facts a step reports.
+  [[nodiscard]] const std::vector<SocketEntry>& table() const noexcept { return last_table_; }
+
+  // Packet ladders (the runner's --ladder and --pcap): the run's capture on the private
+  // namespace's lo. From then on show_sockets first shows the segments of the step's ports since
+  // the last look, and so does show_segments.
+  void record_wire(wire::Wire& wire);
+  void show_segments();
+  // At the end of the step: the last segments, and the "segments" fact ("client SYN", "server
+  // FIN ACK", ...), or "ladder_missing" with the reason there is no capture.
+  void report_segments(Observation& observation);
 
  private:
   friend class Trace;
@@ -261,6 +368,7 @@ class Lab {
   void record(Event event);
   void pump(Millis deadline);                     // reads child events that are waiting (or come within deadline)
   std::optional<Event> read_one(Millis deadline);  // one event from the pipe
+  void remember_in_order(std::vector<Event> batch);  // by the time the calls returned
   void remember(Event event);
   void record_failure(Call call, int error, std::string detail);
   void own_descriptor(int fd);
@@ -278,6 +386,10 @@ class Lab {
   std::set<Evidence> seen_;
   std::set<int> owned_;  // descriptors the step opened; closed when it ends
   std::vector<SocketEntry> last_table_;
+  bool last_table_read_ = false;          // whether last_table_ comes from a table that could be read
+  std::optional<std::size_t> broken_at_;  // the failed event a must() (or spawn) stopped the step on
+  std::int64_t last_at_ = 0;  // when a call of this process last returned (Trace::call)
+  std::unique_ptr<wire::StepWire> wire_;  // with --ladder or --pcap
 };
 
 // --- The experiment's table of claims, below its code ---------------------------------------
@@ -317,6 +429,22 @@ struct Expected {
   int outcome;
 };
 std::optional<Expected> expected_outcome(std::string_view number, std::string_view step_id);
+
+// --- Private network namespaces (Linux) ------------------------------------------------------
+
+// For the body of a spawned child: unshare(CLONE_NEWUSER | CLONE_NEWNET), map this user to root
+// inside (/proc/self/uid_map), bring lo up, and write the sysctls there, in order
+// ({"net.ipv4.tcp_tw_reuse", "0"}); each step is recorded on `t`. The host's settings are never
+// touched: no sysctl is written unless the process is seen in a new network namespace. When a
+// call fails it is recorded and ScenarioBroke thrown (unshare fails when this user may not create
+// namespaces: that event tells the parent why the step cannot run here).
+void enter_private_network(Trace& t, const std::vector<std::pair<std::string, std::string>>& sysctls);
+// A sysctl's value as this process sees it ("net.ipv4.tcp_tw_reuse" -> "2"); nullopt when absent.
+std::optional<std::string> sysctl_value(std::string_view name);
+
+// Why no experiment can run here, or nullopt: loopback must carry a connection, and a port the
+// user chose must be free. Every program checks it first; run-all once for a whole run.
+std::optional<std::string> preflight(std::optional<std::uint16_t> user_port);
 
 // Parses the common flags, runs the steps, prints narration or JSON Lines. `number` is the
 // experiment's manifest number (PORTREUSE_EXPERIMENT, set by CMake).

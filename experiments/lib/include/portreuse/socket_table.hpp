@@ -43,6 +43,9 @@ struct SocketEntry {
   double timer_seconds = 0.0;  // what is left on the timer
   unsigned uid = 0;
   unsigned long inode = 0;  // 0 for TIME_WAIT: no process owns it any more
+  // IPV6_V6ONLY of an IPv6 socket that listens or is only bound (UDP: unconnected), as sock_diag
+  // reports it (INET_DIAG_SKV6ONLY); nullopt for other sockets and when read from /proc/net.
+  std::optional<bool> v6only;
 
   [[nodiscard]] std::string state_name() const;  // "TIME-WAIT", as ss spells it; "UNCONN" for UDP
   // "TIME-WAIT  127.0.0.1:40123 <-> 127.0.0.1:51234, 59.8 s left"

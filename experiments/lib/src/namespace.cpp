@@ -1,0 +1,103 @@
+// A private user + network namespace for one child process of a step, set up with calls that are
+// recorded on the child's Trace like any other: unshare, the uid/gid map, lo up, the sysctls.
+// The sysctls of a new network namespace are its own, so a lesson can shrink the ephemeral port
+// range or switch tcp_tw_reuse off without touching the host's settings.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+
+#include "portreuse/lab.hpp"
+
+#ifdef __linux__
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#endif
+
+namespace portreuse::lab {
+namespace {
+
+std::string sysctl_path(std::string_view name) {
+  std::string path = "/proc/sys/";
+  for (const char character : name) path += character == '.' ? '/' : character;
+  return path;
+}
+
+#ifdef __linux__
+
+// Writes text to a file of /proc in one write(); the result is the write's (or the open's).
+Returned write_file(const std::string& path, std::string_view text) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return Returned(-1);
+  const UniqueFd owned(fd);
+  const Returned written = ::write(fd, text.data(), text.size());
+  return written;
+}
+
+std::optional<std::pair<dev_t, ino_t>> network_namespace_identity() {
+  struct stat info {};
+  if (::stat("/proc/self/ns/net", &info) != 0) return std::nullopt;
+  return std::pair{info.st_dev, info.st_ino};
+}
+
+#endif
+
+}  // namespace
+
+void enter_private_network(Trace& t, const std::vector<std::pair<std::string, std::string>>& sysctls) {
+#ifndef __linux__
+  (void)sysctls;
+  t.must("unshare", Returned((errno = ENOSYS, -1)), "network namespaces are a Linux feature");
+#else
+  const auto host_namespace = network_namespace_identity();
+  const auto uid = std::to_string(::getuid());
+  const auto gid = std::to_string(::getgid());
+  t.must("unshare", ::unshare(CLONE_NEWUSER | CLONE_NEWNET), "CLONE_NEWUSER | CLONE_NEWNET");
+#ifdef PR_SET_PDEATHSIG
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // changing credentials may have cleared it
+#endif
+  // Without a mapping the process is "nobody" inside; mapped to root it may set the namespace's
+  // sysctls. setgroups must be denied first for an unprivileged user (user_namespaces(7)); a
+  // kernel without that file has no such rule.
+  if (access("/proc/self/setgroups", F_OK) == 0) {
+    t.must("write", write_file("/proc/self/setgroups", "deny"), "/proc/self/setgroups \"deny\"");
+  }
+  t.must("write", write_file("/proc/self/uid_map", "0 " + uid + " 1"),
+         "/proc/self/uid_map \"0 " + uid + " 1\" (root inside is this user outside)");
+  t.must("write", write_file("/proc/self/gid_map", "0 " + gid + " 1"), "/proc/self/gid_map \"0 " + gid + " 1\"");
+  const auto own_namespace = network_namespace_identity();
+  if (!host_namespace || !own_namespace || *host_namespace == *own_namespace) {
+    t.note("cannot confirm that this process left the host's network namespace: no sysctl is written");
+    throw ScenarioBroke{"the private network namespace was not confirmed"};
+  }
+  // A new network namespace has only lo, and it is down.
+  const int control = t.must("socket", ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  const UniqueFd owned(control);
+  ifreq request{};
+  std::snprintf(request.ifr_name, sizeof request.ifr_name, "%s", "lo");
+  t.must("ioctl", ::ioctl(control, SIOCGIFFLAGS, &request), "SIOCGIFFLAGS lo");
+  request.ifr_flags = static_cast<short>(request.ifr_flags | IFF_UP);
+  t.must("ioctl", ::ioctl(control, SIOCSIFFLAGS, &request), "SIOCSIFFLAGS lo IFF_UP (127.0.0.1, ::1)");
+  for (const auto& [name, value] : sysctls) {
+    t.must("sysctl", write_file(sysctl_path(name), value), name + " = " + value);
+  }
+#endif
+}
+
+std::optional<std::string> sysctl_value(std::string_view name) {
+  std::ifstream file(sysctl_path(name));
+  if (!file) return std::nullopt;
+  std::string value;
+  std::getline(file, value);
+  for (auto& character : value) {
+    if (character == '\t') character = ' ';
+  }
+  return value;
+}
+
+}  // namespace portreuse::lab
