@@ -126,10 +126,10 @@ TEST_SUITE("robustness") {
       std::string only;
       const char* message;
     };
-    for (const auto& bad : {Bad{"", "needs at least one experiment"}, Bad{"02,", "empty item"},
-                            Bad{",02", "empty item"}, Bad{"02,,05", "empty item"}, Bad{",", "empty item"},
-                            Bad{"01,01", "experiment 01 is named twice"}, Bad{"1,01", "experiment 01 is named twice"},
-                            Bad{"7,2,07", "experiment 07 is named twice"}}) {
+    for (const auto& bad :
+         {Bad{"", "needs at least one experiment"}, Bad{"02,", "empty item"}, Bad{",02", "empty item"},
+          Bad{"02,,05", "empty item"}, Bad{",", "empty item"}, Bad{"01,01", "experiment 01 is named twice"},
+          Bad{"1,01", "experiment 01 is named twice"}, Bad{"7,2,07", "experiment 07 is named twice"}}) {
       CAPTURE(bad.only);
       check_one_line_usage_error(run_program(run_all({"--no-build", "--only", bad.only})), bad.message);
       check_one_line_usage_error(run_program(run_all({"--no-build", "--only=" + bad.only})), bad.message);
@@ -152,8 +152,8 @@ TEST_SUITE("robustness") {
     const fs::path outside = fs::path(PORTREUSE_SOURCE_DIR).parent_path() / "portreuse-preset-escape";
     std::error_code ignored;
     fs::remove_all(outside, ignored);
-    for (const auto& preset : {std::string("../../portreuse-preset-escape"), std::string("base"),
-                               std::string("quick"), std::string("nosuch"), std::string("default\n")}) {
+    for (const auto& preset : {std::string("../../portreuse-preset-escape"), std::string("base"), std::string("quick"),
+                               std::string("nosuch"), std::string("default\n")}) {
       CAPTURE(preset);
       const auto result = run_program(run_all({"--only", "01"}, {"PORTREUSE_PRESET=" + preset}));
       check_one_line_usage_error(result, "is not a configure preset of CMakePresets.json");
@@ -173,11 +173,10 @@ TEST_SUITE("robustness") {
     write_file(scratch.path / "json-but-not-a-step.jsonl", "{\"a\":\"b\"}\n");
     write_file(scratch.path / "bad-number.jsonl", record_line("1", "x", "article", "holds"));
     write_file(scratch.path / "bad-said.jsonl", record_line("01", "x", "rumour", "holds"));
-    for (const auto& path : {std::string("/etc/passwd"), std::string("/etc"), std::string("/dev/zero"),
-                             std::string("/dev/null"), fifo, big.string(),
-                             (scratch.path / "json-but-not-a-step.jsonl").string(),
-                             (scratch.path / "bad-number.jsonl").string(),
-                             (scratch.path / "bad-said.jsonl").string()}) {
+    for (const auto& path :
+         {std::string("/etc/passwd"), std::string("/etc"), std::string("/dev/zero"), std::string("/dev/null"), fifo,
+          big.string(), (scratch.path / "json-but-not-a-step.jsonl").string(),
+          (scratch.path / "bad-number.jsonl").string(), (scratch.path / "bad-said.jsonl").string()}) {
       CAPTURE(path);
       const auto started = std::chrono::steady_clock::now();
       const auto result = run_program({summary, "--no-color", path}, Millis(5000));
@@ -261,8 +260,8 @@ TEST_SUITE("robustness") {
     CHECK_FALSE(json.out.empty());
     // A narrated run keeps its record unlinked: nothing is left in TMPDIR or in the build.
     const auto before = files_starting(build_dir, ".portreuse-run.");
-    const auto narrated = run_program(run_all({"--no-build", "--no-color", "--only", "01"},
-                                              {"TMPDIR=" + private_tmp.path.string()}));
+    const auto narrated =
+        run_program(run_all({"--no-build", "--no-color", "--only", "01"}, {"TMPDIR=" + private_tmp.path.string()}));
     CHECK(narrated.status.code == 0);
     CHECK(narrated.out.find("Summary: what the articles claim") != std::string::npos);
     CHECK(private_tmp.entries().empty());
@@ -301,9 +300,9 @@ TEST_SUITE("robustness") {
       MESSAGE("user and network namespaces are not available here; nothing to check");
       return;
     }
-    const auto result = run_program(
-        {"/usr/bin/unshare", "-Urn", "/usr/bin/env", std::string("PORTREUSE_BIN_DIR=") + PORTREUSE_BIN_DIR,
-         run_all_path(), "--no-build", "--no-color"});
+    const auto result =
+        run_program({"/usr/bin/unshare", "-Urn", "/usr/bin/env", std::string("PORTREUSE_BIN_DIR=") + PORTREUSE_BIN_DIR,
+                     run_all_path(), "--no-build", "--no-color"});
     CHECK(result.status.code == 1);
     CHECK(result.err == first_line(result.err) + "\n");
     CHECK(result.err.find("loopback") != std::string::npos);
@@ -320,9 +319,8 @@ TEST_SUITE("robustness") {
     write_file(fake, "#!/bin/sh\necho \"$(basename \"$0\"): cannot run: the stand-in says so\" >&2\nexit 1\n");
     fs::permissions(fake, fs::perms::owner_all);
     fs::create_symlink(tool_path("portreuse-summary"), bin.path / "portreuse-summary");
-    const auto result =
-        run_program({"/usr/bin/env", "PORTREUSE_BIN_DIR=" + bin.path.string(), run_all_path(), "--no-build",
-                     "--no-color", "--only", entry.number});
+    const auto result = run_program({"/usr/bin/env", "PORTREUSE_BIN_DIR=" + bin.path.string(), run_all_path(),
+                                     "--no-build", "--no-color", "--only", entry.number});
     CHECK(result.status.code == 1);
     CHECK(result.out.find("No step ran") != std::string::npos);
     CHECK(result.out.find("matched") == std::string::npos);

@@ -64,7 +64,8 @@ std::variant<std::string, std::string> read_record_file(const std::string& path)
   }
   struct stat info {};
   if (::fstat(fd.get(), &info) != 0) return failure("cannot stat '" + escape_controls(path) + "'");
-  if (!S_ISREG(info.st_mode)) return failure("'" + escape_controls(path) + "' is not a regular file (want a record of a run)");
+  if (!S_ISREG(info.st_mode))
+    return failure("'" + escape_controls(path) + "' is not a regular file (want a record of a run)");
   if (static_cast<std::size_t>(info.st_size) > kMaxRecordBytes) {
     return failure("'" + escape_controls(path) + "' is too large to be a record of a run (over 16 MiB)");
   }
@@ -139,14 +140,13 @@ void print_header(std::ostream& out) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const CommandLine cli("portreuse-summary", "[--no-color] FILE | --preflight",
-                        "Prints the summary table of a run from the experiments' JSON Lines\n"
-                        "(a regular file of at most 16 MiB, one step record per line). With\n"
-                        "--preflight: checks that loopback carries a connection, which every\n"
-                        "experiment needs; exit status 1 and one line when it does not.",
-                        {{"--no-color", "", "no colours"},
-                         {"--preflight", "", "check loopback once for a whole run, and exit"}},
-                        1);
+  const CommandLine cli(
+      "portreuse-summary", "[--no-color] FILE | --preflight",
+      "Prints the summary table of a run from the experiments' JSON Lines\n"
+      "(a regular file of at most 16 MiB, one step record per line). With\n"
+      "--preflight: checks that loopback carries a connection, which every\n"
+      "experiment needs; exit status 1 and one line when it does not.",
+      {{"--no-color", "", "no colours"}, {"--preflight", "", "check loopback once for a whole run, and exit"}}, 1);
   const auto parsed = cli.parse_or_exit(argc, argv);
   if (const auto* exit_status = std::get_if<int>(&parsed)) return *exit_status;
   const auto& args = std::get<ParsedArgs>(parsed);
@@ -176,8 +176,8 @@ int main(int argc, char** argv) {
     auto row = parse_flat_json(line);
     if (!row) return cli.usage_error("line " + std::to_string(line_number) + " of '" + path + "' is not a step record");
     if (auto problem = check_record(*row)) {
-      return cli.usage_error("line " + std::to_string(line_number) + " of '" + path + "' is not a step record: " +
-                             *problem);
+      return cli.usage_error("line " + std::to_string(line_number) + " of '" + path +
+                             "' is not a step record: " + *problem);
     }
     rows.push_back(std::move(*row));
   }
@@ -186,8 +186,9 @@ int main(int argc, char** argv) {
   std::cout << "\n"
             << paint.paint("Summary: what the articles claim, and what this machine did", Tone::heading) << "\n\n";
   if (rows.empty()) {
-    print_wrapped(std::cout, "No step ran in this run: nothing was observed, so nothing is claimed. The messages of "
-                             "the experiments say why they could not run.");
+    print_wrapped(std::cout,
+                  "No step ran in this run: nothing was observed, so nothing is claimed. The messages of "
+                  "the experiments say why they could not run.");
     return kExitCouldNotRun;
   }
 
@@ -216,11 +217,13 @@ int main(int argc, char** argv) {
     print_row(std::cout, paint, row, verdict);
   }
   std::cout << std::string(kWidth, '-') << "\n";
-  print_wrapped(std::cout, std::to_string(rows.size() - readings.size()) + " claims of the articles. Holds here: " +
-                               std::to_string(counts["holds"]) + ". Does not hold here: " +
-                               std::to_string(counts["does-not-hold"]) + ".");
+  const auto claims = rows.size() - readings.size();
+  print_wrapped(std::cout, std::to_string(claims) + (claims == 1 ? " claim" : " claims") +
+                               " of the articles. Holds here: " + std::to_string(counts["holds"]) +
+                               ". Does not hold here: " + std::to_string(counts["does-not-hold"]) + ".");
   std::string more = "Depends on the platform: " + std::to_string(counts["depends-on-platform"]) + ".";
-  if (counts["skipped"] > 0) more += " Skipped (this system cannot run them): " + std::to_string(counts["skipped"]) + ".";
+  if (counts["skipped"] > 0)
+    more += " Skipped (this system cannot run them): " + std::to_string(counts["skipped"]) + ".";
   if (counts["could-not-run"] > 0) more += " Could not run: " + std::to_string(counts["could-not-run"]) + ".";
   print_wrapped(std::cout, more);
 
@@ -240,8 +243,8 @@ int main(int argc, char** argv) {
       print_row(std::cout, paint, *row, verdict.rfind(prefix, 0) == 0 ? verdict.substr(prefix.size()) : verdict);
     }
     std::cout << std::string(kWidth, '-') << "\n";
-    print_wrapped(std::cout, std::to_string(readings.size()) + " readings. Hold here: " +
-                                 std::to_string(reading_counts[0]) +
+    print_wrapped(std::cout, std::to_string(readings.size()) + (readings.size() == 1 ? " reading" : " readings") +
+                                 ". Hold here: " + std::to_string(reading_counts[0]) +
                                  ". Do not hold here: " + std::to_string(reading_counts[1]) + ".");
   }
 
