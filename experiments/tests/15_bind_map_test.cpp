@@ -304,7 +304,7 @@ TEST_CASE("15 bind-map: --record writes one summary record per block and the scr
   const auto summary = run_program({tool_path("portreuse-summary"), "--no-color", record_file.path()});
   CHECK(summary.status.code == 0);
   CHECK(summary.out.find("bind-map/reuseaddr/listening") != std::string::npos);
-  CHECK(summary.out.find("6 steps. The claim holds here: 6.") != std::string::npos);
+  CHECK(summary.out.find("6 claims of the articles. Holds here: 6.") != std::string::npos);
 }
 
 TEST_CASE("15 bind-map: --port P is used while it is free") {

@@ -186,6 +186,10 @@ std::optional<std::string> preflight_problem(std::optional<std::uint16_t> user_p
 
 }  // namespace
 
+std::optional<std::string> preflight(std::optional<std::uint16_t> user_port) {
+  return preflight_problem(user_port);
+}
+
 std::optional<Expected> expected_outcome(std::string_view number, std::string_view step_id) {
   for (const auto& row : kExpected) {
     if (number == row.number && step_id == row.step) return Expected{row.call, row.outcome};

@@ -442,6 +442,10 @@ void enter_private_network(Trace& t, const std::vector<std::pair<std::string, st
 // A sysctl's value as this process sees it ("net.ipv4.tcp_tw_reuse" -> "2"); nullopt when absent.
 std::optional<std::string> sysctl_value(std::string_view name);
 
+// Why no experiment can run here, or nullopt: loopback must carry a connection, and a port the
+// user chose must be free. Every program checks it first; run-all once for a whole run.
+std::optional<std::string> preflight(std::optional<std::uint16_t> user_port);
+
 // Parses the common flags, runs the steps, prints narration or JSON Lines. `number` is the
 // experiment's manifest number (PORTREUSE_EXPERIMENT, set by CMake).
 int run(const char* number, const Experiment& experiment, int argc, const char* const* argv);
