@@ -159,6 +159,56 @@ TEST_CASE("wire: 02's ladder shows the server's FIN first and the server holding
   CHECK(fins == 2);
 }
 
+// Runs an experiment with the ladder and returns one step's segments; nullopt (after saying
+// why) when this system cannot capture.
+std::optional<std::vector<Sent>> ladder_of(const std::string& number, const std::string& step) {
+  const auto records = run_experiment_json(number, {"--ladder"});
+  check_steps(records, number);
+  const auto* record = find_step(records, step);
+  REQUIRE(record != nullptr);
+  REQUIRE(record->count("segments") == 1);
+  if (record->at("segments") == "null") {
+    REQUIRE(record->count("ladder_missing") == 1);
+    WARN_MESSAGE(false, "no ladder on this system: " << record->at("ladder_missing"));
+    return std::nullopt;
+  }
+  return sent_segments(string_array(record->at("segments")));
+}
+
+TEST_CASE("wire: 03's ladder shows the client's FIN first and no reset") {
+  const auto sent = ladder_of("03", "restart-after-client-close");
+  if (!sent) return;
+  REQUIRE(sent->size() >= 3);
+  CHECK((*sent)[0].side == "client");
+  CHECK((*sent)[0].flags == wire::syn);
+  // The client hangs up first: its FIN opens the close, the server's answers it.
+  CHECK(first_fin(*sent) == "client");
+  std::size_t fins = 0;
+  for (const auto& segment : *sent) fins += (segment.flags & wire::fin) != 0 ? 1 : 0;
+  CHECK(fins == 2);
+  CHECK_FALSE(any_with(*sent, wire::rst));
+}
+
+TEST_CASE("wire: 10's ladder shows the server's reset and no FIN") {
+  for (const char* step : {"restart-after-linger-abort", "linger-abort-peer-read"}) {
+    CAPTURE(step);
+    const auto sent = ladder_of("10", step);
+    if (!sent) return;
+    REQUIRE(!sent->empty());
+    // SO_LINGER {1, 0}: close() sends a RST instead of a FIN, and nobody sends a FIN after it.
+    CHECK(first_fin(*sent).empty());
+    std::size_t resets = 0;
+    for (const auto& segment : *sent) {
+      if ((segment.flags & wire::rst) == 0) continue;
+      ++resets;
+      CHECK(segment.side == "server");
+    }
+    CHECK(resets == 1);
+    CHECK(sent->back().side == "server");
+    CHECK((sent->back().flags & wire::rst) != 0);
+  }
+}
+
 TEST_CASE("wire: a pcap written by --pcap shows tcpdump the flags the ladder printed") {
   const auto path = std::string("/tmp/portreuse-wire-") + std::to_string(::getpid()) + ".pcap";
   const auto restart = run_02_with_ladder({"--pcap", path});
