@@ -166,10 +166,15 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
       {"--ladder", "", "show each step's TCP segments (private network namespace)"},
       {"--pcap", "FILE", "write those segments to FILE (tcpdump -r FILE, Wireshark)"}};
   if (has_long_steps) options.push_back({"--long", "", "also run the steps that take longer than a moment"});
+  std::string extra_synopsis;
+  for (const auto& extra : experiment.options) {
+    options.push_back({extra.name, extra.value_name, extra.help});
+    extra_synopsis += " [" + extra.name + (extra.value_name.empty() ? "" : " " + extra.value_name) + "]";
+  }
   const CommandLine cli(
       program,
       std::string("[--port P] [--json] [--no-color] [--step] [--quiz] [--record FILE] [--ladder] [--pcap FILE]") +
-          (has_long_steps ? " [--long]" : ""),
+          (has_long_steps ? " [--long]" : "") + extra_synopsis,
       description, options);
   const auto parsed_or_exit = cli.parse_or_exit(argc, argv);
   if (const auto* exit_status = std::get_if<int>(&parsed_or_exit)) return *exit_status;
@@ -193,6 +198,16 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
   if (auto path = args.value("--record")) {
     record_file.open(*path, std::ios::app);
     if (!record_file) return cli.usage_error("cannot write to '" + *path + "'");
+  }
+  // The experiment's own options: each checks its value now, and finishes after the last step.
+  std::vector<const ExtraOption*> extras;
+  for (const auto& extra : experiment.options) {
+    const auto value = args.value(extra.name);
+    if (!value && !args.has(extra.name)) continue;
+    if (extra.start) {
+      if (auto problem = extra.start(value.value_or(""))) return cli.usage_error(*problem);
+    }
+    extras.push_back(&extra);
   }
   const auto emit = [&](const JsonObject& record) {
     if (json) std::cout << record.text() << std::endl;
@@ -357,6 +372,13 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
   if (quiz && predicted > 0) {
     narrator.paragraph("Quiz:", "your predictions: " + std::to_string(predicted_right) + " of " +
                                     std::to_string(predicted) + " right.", Tone::heading);
+  }
+  for (const auto* extra : extras) {
+    if (!extra->finish) continue;
+    if (auto problem = extra->finish(narrator)) {
+      std::cerr << program << ": " << *problem << "\n";
+      every_step_ran = false;
+    }
   }
   narrator.blank();
   return every_step_ran ? 0 : kExitCouldNotRun;
