@@ -361,6 +361,9 @@ class Lab {
   // At the end of the step: the last segments, and the "segments" fact ("client SYN", "server
   // FIN ACK", ...), or "ladder_missing" with the reason there is no capture.
   void report_segments(Observation& observation);
+  // The step's segments so far as a Mermaid sequenceDiagram (the runner's --mermaid FILE); empty
+  // without a capture or segments.
+  [[nodiscard]] std::string mermaid_diagram() const;
 
  private:
   friend class Trace;
