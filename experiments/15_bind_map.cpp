@@ -242,7 +242,7 @@ void print_grid(const Lab& lab, const Block& block, const Grid& grid) {
 
 // The grids of the blocks that ran, kept for --svg. Filled by each step, written after the last.
 struct MapPicture {
-  std::optional<std::string> path;  // --svg FILE
+  std::optional<std::string> path;                          // --svg FILE
   std::array<std::array<std::optional<Grid>, 2>, 3> grids;  // [option][first socket's state]
 };
 
@@ -254,8 +254,8 @@ std::string cell_outcome(const CellResult& cell) {
 }
 
 std::string cell_id(std::size_t sharing, std::size_t state, std::size_t first, std::size_t second) {
-  return std::string("bind-map/") + kSharings[sharing].key + "/" + kStates[state].key + "/" +
-         kAddressList[first].key + "/" + kAddressList[second].key;
+  return std::string("bind-map/") + kSharings[sharing].key + "/" + kStates[state].key + "/" + kAddressList[first].key +
+         "/" + kAddressList[second].key;
 }
 
 // Text and attribute values in the SVG: the five characters XML reserves.
@@ -284,7 +284,7 @@ std::string map_svg(const MapPicture& picture) {
   constexpr int kBlock = 6 * kCell;
   constexpr int kBlockGap = 22;
   constexpr int kMargin = 14;
-  constexpr int kGrid = 54;                // heading, option, column numbers: then the cells
+  constexpr int kGrid = 54;  // heading, option, column numbers: then the cells
   constexpr int kHalf = kGrid + kBlock + 18;
   constexpr int kWidth = kMargin * 2 + kLabels + 3 * kBlock + 2 * kBlockGap;
   constexpr int kTop = 54;
@@ -306,15 +306,14 @@ std::string map_svg(const MapPicture& picture) {
     return "<text x=\"" + std::to_string(x) + "\" y=\"" + std::to_string(y) + "\"" + std::string(style) + ">" +
            xml_escaped(words) + "</text>\n";
   };
-  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(kWidth) +
-                    "\" height=\"" + std::to_string(kHeight) + "\" viewBox=\"0 0 " + std::to_string(kWidth) + " " +
+  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(kWidth) + "\" height=\"" +
+                    std::to_string(kHeight) + "\" viewBox=\"0 0 " + std::to_string(kWidth) + " " +
                     std::to_string(kHeight) + "\" font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\"" +
                     " font-size=\"12\">\n";
   svg += "<title>The bind-rule map of " + xml_escaped(kernel_name()) + "</title>\n";
   svg += "<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n";
   svg += text(kMargin, 24, "The bind-rule map of " + kernel_name(), " font-size=\"16\" font-weight=\"bold\"");
-  svg += text(kMargin, 42,
-              "Rows: the first socket's address. Columns: the second socket's bind() on the same port.",
+  svg += text(kMargin, 42, "Rows: the first socket's address. Columns: the second socket's bind() on the same port.",
               " fill=\"#444444\"");
   std::set<int> other_errors;
   bool skipped = false;
@@ -399,7 +398,8 @@ std::string map_svg(const MapPicture& picture) {
   }
   std::string numbers;
   for (std::size_t index = 0; index < kAddresses; ++index) {
-    numbers += std::string(index == 0 ? "" : "  \u00b7  ") + std::to_string(index + 1) + " " + kAddressList[index].shown;
+    numbers +=
+        std::string(index == 0 ? "" : "  \u00b7  ") + std::to_string(index + 1) + " " + kAddressList[index].shown;
   }
   svg += text(kMargin, kLegendTop + 42, numbers, " fill=\"#444444\"");
   svg += text(kMargin, kLegendTop + 60,
@@ -660,38 +660,39 @@ Step block_step(MapPicture& picture, std::size_t sharing, std::size_t state, std
 // The experiment's steps, one per block; each also leaves its grid in `picture` for --svg.
 Experiment bind_map(MapPicture& picture) {
   return Experiment{
-    .summary =
-        "A first socket takes a port; a second socket binds the same port. Both come from the same six "
-        "addresses (0.0.0.0, 127.0.0.1, ::, :: with IPV6_V6ONLY, ::1, ::ffff:127.0.0.1), with no option, "
-        "SO_REUSEADDR on both or SO_REUSEPORT on both, and the first socket only bound or listening: 216 "
-        "real bind() calls in six blocks. Cells that differ from the documented Linux rule are marked. "
-        "Cells in --json: the array 'cells' of each step, ids like "
-        "bind-map/reuseaddr/listening/0.0.0.0/127.0.0.1 (:: with IPV6_V6ONLY is ::v6only).",
-    .steps =
-        {
-            block_step(picture, 0, 0,
-                       "Wildcard and specific overlap: 0.0.0.0 holds the port on every IPv4 address, so 127.0.0.1 "
-                       "is refused in either order (1->2, 2->1). The dual-stack :: also takes IPv4 (3->1 "
-                       "refused); with IPV6_V6ONLY it takes IPv6 only and 0.0.0.0 fits beside it (4->1). "
-                       "::ffff:127.0.0.1 is 127.0.0.1 reached through an IPv6 socket: it conflicts with "
-                       "127.0.0.1 (2->6), never with ::1 (6->5)."),
-            block_step(picture, 0, 1,
-                       "Listening adds no conflict of its own: without options the same cells are refused as "
-                       "when the first socket was only bound."),
-            block_step(picture, 1, 0,
-                       "SO_REUSEADDR on both sockets lets overlapping binds share the port while the first socket "
-                       "is not listening: every cell is accepted, the article's 1->2 too."),
-            block_step(picture, 1, 1,
-                       "Once the first socket listens, SO_REUSEADDR stops forgiving an overlap: this block equals "
-                       "the no-option block. So 0.0.0.0 listening, then 127.0.0.1, both with SO_REUSEADDR (\"Port "
-                       "reuse So_Reuseaddr\"), is refused here (1->2)."),
-            block_step(picture, 2, 0, "SO_REUSEPORT on both sockets (same user) lets every overlapping bind share the port."),
-            block_step(picture, 2, 1,
-                       "SO_REUSEPORT on both sockets (same user) lets the second bind even a listener's own "
-                       "address (1->1): the kernel then spreads connections over both listeners (experiment "
-                       "09)."),
-        },
-    .options = {svg_option(picture)},
+      .summary =
+          "A first socket takes a port; a second socket binds the same port. Both come from the same six "
+          "addresses (0.0.0.0, 127.0.0.1, ::, :: with IPV6_V6ONLY, ::1, ::ffff:127.0.0.1), with no option, "
+          "SO_REUSEADDR on both or SO_REUSEPORT on both, and the first socket only bound or listening: 216 "
+          "real bind() calls in six blocks. Cells that differ from the documented Linux rule are marked. "
+          "Cells in --json: the array 'cells' of each step, ids like "
+          "bind-map/reuseaddr/listening/0.0.0.0/127.0.0.1 (:: with IPV6_V6ONLY is ::v6only).",
+      .steps =
+          {
+              block_step(picture, 0, 0,
+                         "Wildcard and specific overlap: 0.0.0.0 holds the port on every IPv4 address, so 127.0.0.1 "
+                         "is refused in either order (1->2, 2->1). The dual-stack :: also takes IPv4 (3->1 "
+                         "refused); with IPV6_V6ONLY it takes IPv6 only and 0.0.0.0 fits beside it (4->1). "
+                         "::ffff:127.0.0.1 is 127.0.0.1 reached through an IPv6 socket: it conflicts with "
+                         "127.0.0.1 (2->6), never with ::1 (6->5)."),
+              block_step(picture, 0, 1,
+                         "Listening adds no conflict of its own: without options the same cells are refused as "
+                         "when the first socket was only bound."),
+              block_step(picture, 1, 0,
+                         "SO_REUSEADDR on both sockets lets overlapping binds share the port while the first socket "
+                         "is not listening: every cell is accepted, the article's 1->2 too."),
+              block_step(picture, 1, 1,
+                         "Once the first socket listens, SO_REUSEADDR stops forgiving an overlap: this block equals "
+                         "the no-option block. So 0.0.0.0 listening, then 127.0.0.1, both with SO_REUSEADDR (\"Port "
+                         "reuse So_Reuseaddr\"), is refused here (1->2)."),
+              block_step(picture, 2, 0,
+                         "SO_REUSEPORT on both sockets (same user) lets every overlapping bind share the port."),
+              block_step(picture, 2, 1,
+                         "SO_REUSEPORT on both sockets (same user) lets the second bind even a listener's own "
+                         "address (1->1): the kernel then spreads connections over both listeners (experiment "
+                         "09)."),
+          },
+      .options = {svg_option(picture)},
   };
 }
 

@@ -390,9 +390,10 @@ TEST_CASE("15 bind-map: --svg draws this run's cells, and the committed picture 
     ++compared;
     const auto found = committed.find(id);
     const std::string shown = found == committed.end() ? std::string("(missing)") : found->second;
-    CHECK_MESSAGE(shown == outcome,
-                  "lessons/15-bind-map.svg is not this kernel's map (" << outcome << " here); redraw it with "
-                  "build/default/bin/15-bind-map --svg lessons/15-bind-map.svg");
+    CHECK_MESSAGE(shown == outcome, "lessons/15-bind-map.svg is not this kernel's map ("
+                                        << outcome
+                                        << " here); redraw it with "
+                                           "build/default/bin/15-bind-map --svg lessons/15-bind-map.svg");
   }
   if (compared < 216) WARN_MESSAGE(false, "only " << compared << " cells ran here (no IPv6?)");
 }
