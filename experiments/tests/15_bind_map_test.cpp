@@ -366,7 +366,7 @@ std::string file_text(const std::string& path) {
   return text.str();
 }
 
-TEST_CASE("15 bind-map: --svg draws this run's cells, and the committed picture shows this kernel's") {
+TEST_CASE("15 bind-map: --svg draws this run's cells and the committed picture shows this kernel's") {
   const TemporaryFile drawn;
   const auto records = run_experiment_json("15", {"--svg", drawn.path()});
   const auto cells = cells_of(records);
@@ -398,7 +398,7 @@ TEST_CASE("15 bind-map: --svg draws this run's cells, and the committed picture 
   if (compared < 216) WARN_MESSAGE(false, "only " << compared << " cells ran here (no IPv6?)");
 }
 
-TEST_CASE("15 bind-map: --svg is offered by 15 only, and a path it cannot write is bad input") {
+TEST_CASE("15 bind-map: only 15 offers --svg and a path it cannot write is bad input") {
   const auto bad = run_program({program_path("15"), "--svg", "/nonexistent-folder/map.svg"});
   REQUIRE(bad.status.exited);
   CHECK(bad.status.code == 2);
