@@ -322,7 +322,9 @@ TEST_CASE("wire: the lessons' diagrams show the close each lesson describes") {
   // 10: each step ends with the server's reset, and nobody sends a FIN.
   const auto aborted = lesson("10-abortive-close");
   REQUIRE(aborted.size() == 2);
-  for (const auto& [step, arrows] : aborted) {
+  for (const auto& diagram : aborted) {
+    const auto& step = diagram.first;
+    const auto& arrows = diagram.second;
     CAPTURE(step);
     const auto sent = sent_of(arrows);
     REQUIRE(!sent.empty());
