@@ -670,6 +670,11 @@ void Lab::report_segments(Observation& observation) {
   }
 }
 
+std::string Lab::mermaid_diagram() const {
+  if (!wire_ || !wire_->wire->capturing()) return {};
+  return wire_->ladder.mermaid();
+}
+
 bool Lab::saw(Evidence evidence) const {
   return seen_.count(evidence) > 0;
 }

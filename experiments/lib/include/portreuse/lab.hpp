@@ -361,6 +361,9 @@ class Lab {
   // At the end of the step: the last segments, and the "segments" fact ("client SYN", "server
   // FIN ACK", ...), or "ladder_missing" with the reason there is no capture.
   void report_segments(Observation& observation);
+  // The step's segments so far as a Mermaid sequenceDiagram (the runner's --mermaid FILE); empty
+  // without a capture or segments.
+  [[nodiscard]] std::string mermaid_diagram() const;
 
  private:
   friend class Trace;
@@ -417,9 +420,22 @@ struct Step {
   bool long_running = false;  // runs only with --long
 };
 
+// An option only one experiment offers (15's --svg FILE), listed in its --help after the common
+// ones. `start` gets the value before the first step and says what is wrong with it (bad input,
+// exit status 2) or nullopt; `finish` runs after the last step and says why it failed (exit
+// status 1) or nullopt.
+struct ExtraOption {
+  std::string name;        // "--svg"
+  std::string value_name;  // "FILE"
+  std::string help;
+  std::function<std::optional<std::string>(const std::string& value)> start;
+  std::function<std::optional<std::string>(const Narrator& narrator)> finish;
+};
+
 struct Experiment {
   std::string summary;  // shown by --help and at the start; number, slug and title: the manifest
   std::vector<Step> steps;
+  std::vector<ExtraOption> options;  // most experiments have none
 };
 
 // The expected Linux outcome of a step, from experiments/expected_outcomes.txt (the one table
