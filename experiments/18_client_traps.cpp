@@ -1,4 +1,4 @@
-// 18-client-traps: Client-side traps: bind before connect, port ranges, one option name.
+// 18-client-traps: Client traps: bind before connect, port ranges, one option name.
 //
 // Shows: a client that calls bind() with port 0 before connect() holds a local port per socket,
 // whatever the destination, so it runs out of ports sooner than connect() alone, which may use
@@ -131,12 +131,9 @@ void enter_quietly(Trace& t, const std::vector<std::pair<std::string, std::strin
   auto setup = t.alongside(t.actor(), Role::other);
   setup.quiet();
   enter_private_network(setup, sysctls);
-  std::string settings;
   for (const auto& [name, value] : sysctls) {
-    settings += (settings.empty() ? "" : ", ") + name.substr(name.rfind('.') + 1) + " = " +
-                sysctl_value(name).value_or("(unreadable)");
+    t.note("inside: " + name.substr(name.rfind('.') + 1) + " = " + sysctl_value(name).value_or("(unreadable)"));
   }
-  t.note("a private network namespace: " + settings);
 }
 
 // ---- Running out of local ports: three ways to open the same connections -------------------
@@ -657,7 +654,7 @@ const Experiment kExperiment{
                         {ENOPROTOOPT, Situation::any,
                          "setsockopt() refused the combined name: on this system it is no option at all."},
                         {EINVAL, Situation::any,
-                         "setsockopt() refused the combined name with EINVAL, as reported on macOS."},
+                         "setsockopt() refused the combined name with EINVAL: on this system it is no valid option."},
                     },
                 .run = or_ed_option_name,
             },
