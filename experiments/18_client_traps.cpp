@@ -142,8 +142,7 @@ enum class Way { connect_only, bind_first, bind_no_port };
 
 // In a namespace of its own with a range of kRangeSize ports, two servers listen on 127.0.0.1, and
 // a client opens connections to them in turn, keeping every one open, until a call fails.
-Process open_until_refused(Lab& lab, Way way, const std::string& range, const Endpoint& first,
-                           const Endpoint& second) {
+Process open_until_refused(Lab& lab, Way way, const std::string& range, const Endpoint& first, const Endpoint& second) {
   return lab.spawn(
       "namespace", Role::other,
       [&](Trace& t) {
@@ -320,8 +319,9 @@ Observation local_port_range(Lab& lab) {
           server.must("accept", ::accept(listener, nullptr, nullptr));
           ++made;
         }
-        t.note(std::to_string(made) + " connections from the socket's own range; now one socket "
-                                      "without the option:");
+        t.note(std::to_string(made) +
+               " connections from the socket's own range; now one socket "
+               "without the option:");
         auto other = t.alongside("client", Role::client);  // narrated: its connect() is the contrast
         const int fd = other.must("socket", ::socket(AF_INET, SOCK_STREAM, 0));
         const Returned connected = ::connect(fd, to.raw(), to.raw_length());
@@ -337,8 +337,9 @@ Observation local_port_range(Lab& lab) {
   for (const auto& event : lab.events()) {
     if (event.pid != inside.pid() || event.call != Call::setsockopt || event.ok()) continue;
     if (event.error == ENOPROTOOPT) {
-      return lab.skip("connect", "setsockopt(IP_LOCAL_PORT_RANGE) returned ENOPROTOOPT: this kernel has no "
-                                 "per-socket port range (Linux 6.3 and later have it)");
+      return lab.skip("connect",
+                      "setsockopt(IP_LOCAL_PORT_RANGE) returned ENOPROTOOPT: this kernel has no "
+                      "per-socket port range (Linux 6.3 and later have it)");
     }
     return lab.could_not_run("the option could not be set", event);
   }
@@ -347,8 +348,8 @@ Observation local_port_range(Lab& lab) {
   bool all_inside = counted.connections > 0 && static_cast<int>(counted.ports.size()) == counted.connections;
   for (const auto port : counted.ports) all_inside = all_inside && port >= own_low && port <= own_high;
   const bool others_still_connect = counted.after && counted.after->ok();
-  const bool holds = all_inside && others_still_connect &&
-                     counted.connections == static_cast<int>(own_high - own_low + 1);
+  const bool holds =
+      all_inside && others_still_connect && counted.connections == static_cast<int>(own_high - own_low + 1);
 
   std::optional<Event> answer = counted.refused;
   if (!answer) {
@@ -372,10 +373,12 @@ Observation local_port_range(Lab& lab) {
 // A range of one port, two clients with SO_REUSEADDR that each bind(127.0.0.1:0) and connect to a
 // server of their own. The second client's bind() answers.
 Observation autobind_reuse(Lab& lab, int autobind_reuse) {
-  const auto [first, second, range] = two_servers(lab, 1);
+  const auto servers = two_servers(lab, 1);
+  const Endpoint& first = servers.first;  // named, not a structured binding: the lambda captures them
+  const Endpoint& second = servers.second;
+  const std::string& range = servers.range;
   const auto only_port = static_cast<std::uint16_t>(std::stoi(range));
-  lab.you("a namespace whose range is one port (" + range + "), ip_autobind_reuse = " +
-          std::to_string(autobind_reuse));
+  lab.you("a namespace whose range is one port (" + range + "), ip_autobind_reuse = " + std::to_string(autobind_reuse));
 
   auto inside = lab.spawn(
       "namespace", Role::other,
