@@ -22,7 +22,7 @@ bool skipped_for_namespaces(const Record& step) {
   return true;
 }
 
-TEST_CASE("18 client-traps: each step gives the Linux outcome, from counts made in the run") {
+TEST_CASE("18 client-traps: each step gives the Linux outcome from counts made in the run") {
   const auto records = run_experiment_json("18");
   check_steps(records, "18");
 
