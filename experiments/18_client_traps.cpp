@@ -511,12 +511,12 @@ const Experiment kExperiment{
                         {EADDRINUSE, Situation::ran_out_sooner,
                          "connect() alone chose each local port knowing the destination: inet_hash_connect() walks "
                          "the range and takes a port as soon as the four-tuple (local address and port, server "
-                         "address and port) is unused, so each of the 8 ports served both servers, 16 connections. "
-                         "bind() with port 0 runs inet_csk_get_port(), which must pick a port before any "
-                         "destination is known, and only hands out a port that no other socket holds: 8 binds took "
-                         "the 8 ports, one connection each, and the ninth bind() failed with EADDRINUSE. The same "
-                         "client, the same servers, half the connections. With the host's range of 28,232 ports the "
-                         "wall is farther away, but it is the same wall."},
+                         "address and port) is unused, so one port could serve both servers. bind() with port 0 "
+                         "runs inet_csk_get_port(), which must pick a port before any destination is known, and "
+                         "only hands out a port that no other socket holds: each bound socket took a port of its "
+                         "own, one connection per port, until bind() failed with EADDRINUSE. The same client and "
+                         "servers, fewer connections (both counts are above and in the step's facts). With the "
+                         "host's range of 28,232 ports the wall is farther away, but it is the same wall."},
                         {EADDRINUSE, Situation::any,
                          "bind(port 0) ran out of ports, but not sooner than connect() alone: compare the two counts "
                          "in the step's facts."},
@@ -540,9 +540,9 @@ const Experiment kExperiment{
                         {EADDRNOTAVAIL, Situation::shared,
                          "With the option, __inet_bind() stored the address and left the port at 0, so bind() "
                          "reserved nothing. connect() then chose the port with the destination in hand "
-                         "(inet_hash_connect()), as it does without bind(): each of the 8 ports served both "
-                         "servers, 16 connections, the count connect() alone reached in the step before and twice "
-                         "what bind() alone gave. The range ran out only when every port had a connection to each "
+                         "(inet_hash_connect()), as it does without bind(): every port of the range served both "
+                         "servers, twice as many connections as ports, where bind() alone gives one per port (step "
+                         "bind-before-connect). The range ran out only when every port had a connection to each "
                          "server, and then connect() failed with EADDRNOTAVAIL, 'Cannot assign requested address', "
                          "the error of lesson 13, not bind()'s EADDRINUSE."},
                         {EADDRNOTAVAIL, Situation::any,
