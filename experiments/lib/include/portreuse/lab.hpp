@@ -262,6 +262,9 @@ enum class Situation {
   cells_as_documented,    // 15: every cell of the block gave the documented outcome
   cells_differ,           // 15: some cells differ from the documented rule
   cells_skipped,          // 15: the cells that ran are as documented; some could not run (no IPv6)
+  ran_out_sooner,         // 18: bind(port 0) before connect() made fewer connections than connect() alone
+  inside_own_range,       // 18: every port connect() took came from the socket's IP_LOCAL_PORT_RANGE
+  only_reuseport,         // 18: the OR'd option name set SO_REUSEPORT and left SO_REUSEADDR at 0
 };
 std::string_view situation_key(Situation situation);  // "time-wait", as in the JSON
 
