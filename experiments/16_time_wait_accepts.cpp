@@ -247,6 +247,7 @@ std::size_t index_of(const Lab& lab, Call call, Role role, std::size_t from = 0)
 
 // Namespaces not permitted here: the step cannot run, and says why.
 std::optional<Observation> not_permitted(Lab& lab, Process& inside, CallName call) {
+  if (lab.shares_private_network()) return std::nullopt;  // the run's namespace: no unshare of its own
   const auto unshared = inside.wait_for("unshare", Millis(2000));
   if (!unshared || unshared->ok()) return std::nullopt;
   const int error = unshared->error;
@@ -263,7 +264,7 @@ Observation syn_reopens_time_wait(Lab& lab) {
   const auto to = lab.loopback();
   lab.you("a server closes first; then the same client port connects to it again");
   auto inside = lab.spawn("namespace", Role::other, [&](Trace& t) {
-    enter_private_network(t, lab, {{"net.ipv4.tcp_timestamps", "1"}});
+    const PrivateNetwork network(t, lab, {{"net.ipv4.tcp_timestamps", "1"}});
     const int capture = open_capture(t);
     const auto made = make_server_time_wait(t, to, capture);
     report_port(t, to.port());
@@ -337,7 +338,7 @@ Observation client_tw_reuse(Lab& lab) {
   lab.you("clients close first from four ports; then connect() to the same server again "
           "with tcp_tw_reuse 0, 1 and 2");
   auto inside = lab.spawn("namespace", Role::other, [&](Trace& t) {
-    enter_private_network(t, lab, sysctls);
+    const PrivateNetwork network(t, lab, sysctls);
     auto server = t.alongside("server", Role::server);
     auto client = t.alongside("client", Role::client);
     const int listener = server.must("socket", ::socket(AF_INET, SOCK_STREAM, 0));
@@ -360,7 +361,7 @@ Observation client_tw_reuse(Lab& lab) {
 
     // Every port of the range waits: connect() without bind() must take a TIME_WAIT over or fail.
     const auto connect_ephemeral = [&](const char* setting) {
-      set_sysctl(t, lab, "net.ipv4.tcp_tw_reuse", setting);
+      network.set("net.ipv4.tcp_tw_reuse", setting);
       const int fd = client.must("socket", ::socket(AF_INET, SOCK_STREAM, 0));
       if (client.call("connect", ::connect(fd, to.raw(), to.raw_length()), to) == 0) {
         const auto local = portreuse::local_endpoint(fd);
@@ -379,7 +380,7 @@ Observation client_tw_reuse(Lab& lab) {
     for (const auto* setting : kSettings) connect_ephemeral(setting);
 
     // A port still in TIME_WAIT, named with bind(): the other road to the same four numbers.
-    set_sysctl(t, lab, "net.ipv4.tcp_tw_reuse", "0");
+    network.set("net.ipv4.tcp_tw_reuse", "0");
     const auto from = to.with_port(waiting.empty() ? 0 : waiting.front());
     const int fd = client.must("socket", ::socket(AF_INET, SOCK_STREAM, 0));
     const int on = 1;
@@ -433,7 +434,7 @@ Observation rst_on_time_wait(Lab& lab, const char* rfc1337) {
   const auto to = lab.loopback();
   lab.you(std::string("a server closes first; then an RST is written by hand; tcp_rfc1337 = ") + rfc1337);
   auto inside = lab.spawn("namespace", Role::other, [&](Trace& t) {
-    enter_private_network(t, lab, {{"net.ipv4.tcp_rfc1337", rfc1337}});
+    const PrivateNetwork network(t, lab, {{"net.ipv4.tcp_rfc1337", rfc1337}});
     const int capture = open_capture(t);
     const auto made = make_server_time_wait(t, to, capture);
     auto server = t.alongside("server", Role::server);
@@ -504,7 +505,7 @@ Observation fin_restarts_timer(Lab& lab) {
   auto inside = lab.spawn("namespace", Role::other, [&](Trace& t) {
     // tcp_rfc1337 = 1: the TIME_WAIT answers the FIN with an ACK, the closed client port answers
     // that with an RST, and with 0 that RST would end the TIME_WAIT (step rst-ends-time-wait).
-    enter_private_network(t, lab, {{"net.ipv4.tcp_rfc1337", "1"}});
+    const PrivateNetwork network(t, lab, {{"net.ipv4.tcp_rfc1337", "1"}});
     const int capture = open_capture(t);
     const auto made = make_server_time_wait(t, to, capture);
     std::this_thread::sleep_for(kTimerWait);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -15,7 +16,6 @@
 #ifdef __linux__
 #include <net/if.h>
 #include <sched.h>
-#include <linux/nsfs.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #endif
@@ -90,47 +90,43 @@ void enter_private_network(Trace& t, const std::vector<std::pair<std::string, st
 #endif
 }
 
-void enter_private_network(Trace& t, const Lab& lab, const std::vector<std::pair<std::string, std::string>>& sysctls) {
-  if (!lab.shares_private_network()) {
+PrivateNetwork::PrivateNetwork(Trace& t, const Lab& lab,
+                               const std::vector<std::pair<std::string, std::string>>& sysctls)
+    : t_(t), shared_(lab.shares_private_network()) {
+  if (!shared_) {
     enter_private_network(t, sysctls);
     return;
   }
-#ifdef __linux__
   // The runner made this namespace for the whole run (--ladder, --pcap) and holds its
   // capabilities; the capture on its lo sees only the run's own segments.
   t.note("stays in the run's private network namespace, where the ladder's capture listens");
-  for (const auto& [name, value] : sysctls) {
-    t.must("sysctl", write_file(sysctl_path(name), value), name + " = " + value);
+  for (const auto& [name, value] : sysctls) set(name, value);
+}
+
+void PrivateNetwork::set(const std::string& name, const std::string& value) const {
+#ifdef __linux__
+  if (shared_) {
+    const bool known = std::any_of(changed_.begin(), changed_.end(), [&](const auto& old) { return old.first == name; });
+    if (!known) changed_.emplace_back(name, sysctl_value(name).value_or(""));
   }
+  // A fresh trace: its call is placed when it returned, after whatever the step's other actors
+  // in this process did since the last sysctl.
+  auto now = t_.alongside(t_.actor(), t_.role());
+  now.must("sysctl", write_file(sysctl_path(name), value), name + " = " + value);
+#else
+  t_.must("sysctl", Returned((errno = ENOSYS, -1)), name + " = " + value);
 #endif
 }
 
-void set_sysctl(Trace& t, const Lab& lab, const std::string& name, const std::string& value) {
+PrivateNetwork::~PrivateNetwork() {
 #ifdef __linux__
-  // A network namespace that belongs to this process's own user namespace, which is not the
-  // initial one (whose uid_map maps the whole range): one that this run made for itself.
-  bool private_here = false;
-  const UniqueFd net(::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
-  const UniqueFd owner(net ? ::ioctl(net.get(), NS_GET_USERNS) : -1);
-  struct stat owner_info {};
-  struct stat user_info {};
-  if (owner && ::fstat(owner.get(), &owner_info) == 0 && ::stat("/proc/self/ns/user", &user_info) == 0) {
-    std::ifstream map("/proc/self/uid_map");
-    std::string inside;
-    std::string outside;
-    std::string count;
-    map >> inside >> outside >> count;
-    private_here = owner_info.st_dev == user_info.st_dev && owner_info.st_ino == user_info.st_ino &&
-                   count != "4294967295";
+  // Quietly: the step is over, and a failure still shows.
+  auto quiet = t_.alongside(t_.actor(), t_.role());
+  quiet.quiet();
+  for (auto old = changed_.rbegin(); old != changed_.rend(); ++old) {
+    if (old->second.empty()) continue;
+    quiet.call("sysctl", write_file(sysctl_path(old->first), old->second), old->first + " = " + old->second + " (put back)");
   }
-  if (!private_here && !lab.shares_private_network()) {
-    t.note("cannot confirm that this process is in a private network namespace: " + name + " is not written");
-    throw ScenarioBroke{"the private network namespace was not confirmed"};
-  }
-  t.must("sysctl", write_file(sysctl_path(name), value), name + " = " + value);
-#else
-  (void)lab;
-  t.must("sysctl", Returned((errno = ENOSYS, -1)), name + " = " + value);
 #endif
 }
 

@@ -453,16 +453,27 @@ std::optional<Expected> expected_outcome(std::string_view number, std::string_vi
 // call fails it is recorded and ScenarioBroke thrown (unshare fails when this user may not create
 // namespaces: that event tells the parent why the step cannot run here).
 void enter_private_network(Trace& t, const std::vector<std::pair<std::string, std::string>>& sysctls);
-// The same for a step whose segments belong in the ladder: when the run already lives in a private
-// network namespace of its own (Lab::shares_private_network: --ladder, --pcap), the child stays
-// there, so the capture sees its segments, and writes only the sysctls (which then stay set for
-// the run's later steps: a step sets every sysctl it relies on). Otherwise as above.
-void enter_private_network(Trace& t, const Lab& lab, const std::vector<std::pair<std::string, std::string>>& sysctls);
-// Inside a step's private network (after enter_private_network in this process): sets one more
-// of its sysctls, recorded like the others, for a step that changes a setting between calls.
-// Refused (recorded, ScenarioBroke) unless this process is seen in another network namespace than
-// its parent's, or the run shares its own private one: the host's settings are never touched.
-void set_sysctl(Trace& t, const Lab& lab, const std::string& name, const std::string& value);
+// The same for a step whose segments belong in the ladder, and that may change a setting between
+// calls. When the run already lives in a private network namespace of its own
+// (Lab::shares_private_network: --ladder, --pcap), the child stays there, so the capture sees
+// its segments, writes only the sysctls, and puts back the values it changed when it goes out of
+// scope (the run's later steps share the namespace). Otherwise it enters one of its own as above.
+//
+//   const PrivateNetwork network(t, lab, {{"net.ipv4.tcp_rfc1337", "0"}});
+//   network.set("net.ipv4.tcp_tw_reuse", "1");  // recorded as a sysctl call
+class PrivateNetwork {
+ public:
+  PrivateNetwork(Trace& t, const Lab& lab, const std::vector<std::pair<std::string, std::string>>& sysctls);
+  ~PrivateNetwork();
+  PrivateNetwork(const PrivateNetwork&) = delete;
+  PrivateNetwork& operator=(const PrivateNetwork&) = delete;
+  void set(const std::string& name, const std::string& value) const;
+
+ private:
+  Trace& t_;
+  bool shared_;
+  mutable std::vector<std::pair<std::string, std::string>> changed_;  // name, value before (shared only)
+};
 // A sysctl's value as this process sees it ("net.ipv4.tcp_tw_reuse" -> "2"); nullopt when absent.
 std::optional<std::string> sysctl_value(std::string_view name);
 
