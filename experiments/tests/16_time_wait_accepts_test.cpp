@@ -47,7 +47,7 @@ TEST_CASE("16 time-wait-accepts: each step gives the Linux outcome") {
   CHECK(std::stol(fin->at("timer_ms_after")) >= 59000);
 }
 
-TEST_CASE("16 time-wait-accepts: the ladder shows the SYN, the RST and the FIN") {
+TEST_CASE("16 time-wait-accepts: the ladder shows the SYN and the RST and the FIN") {
   const auto records = run_experiment_json("16", {"--ladder"});
   const auto* first = find_step(records, "syn-reopens-time-wait");
   REQUIRE(first != nullptr);
