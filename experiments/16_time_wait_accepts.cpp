@@ -31,11 +31,11 @@
 #include <linux/if_packet.h>
 #endif
 
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <array>
 #include <string>
 #include <thread>
 #include <vector>
@@ -87,7 +87,7 @@ std::optional<Seen> wait_for_segment(int capture, std::uint16_t port, Wanted wan
     std::array<unsigned char, 256> packet{};
     const auto got = ::recv(capture, packet.data(), packet.size(), MSG_DONTWAIT);
     if (got >= 40) {
-      const std::size_t ip_length = (packet[0] & 0x0fU) * 4U;
+      const std::size_t ip_length = static_cast<std::size_t>(packet[0] & 0x0fU) * 4U;
       const auto* tcp = packet.data() + ip_length;
       const auto read16 = [](const unsigned char* at) { return static_cast<std::uint16_t>(at[0] << 8 | at[1]); };
       const auto read32 = [&](const unsigned char* at) {
@@ -100,7 +100,8 @@ std::optional<Seen> wait_for_segment(int capture, std::uint16_t port, Wanted wan
       seen.ack = read32(tcp + 8);
       seen.flags = tcp[13];
       seen.length = static_cast<std::uint32_t>(read16(packet.data() + 2) - ip_length - (tcp[12] >> 4) * 4U);
-      const bool ours = packet[9] == IPPROTO_TCP && (seen.from_port == port || seen.to_port == port);
+      const bool whole = static_cast<std::size_t>(got) >= ip_length + 20;  // the whole TCP header arrived
+      const bool ours = whole && packet[9] == IPPROTO_TCP && (seen.from_port == port || seen.to_port == port);
       if (ours && wanted(seen)) return seen;
       continue;
     }
@@ -160,8 +161,8 @@ Segment craft(std::uint16_t from_port, std::uint16_t to_port, std::uint32_t seq,
 
 std::string flags_text(std::uint8_t flags) {
   std::string text;
-  for (const auto& [bit, word] : {std::pair{TH_SYN, "SYN"}, std::pair{TH_FIN, "FIN"}, std::pair{TH_RST, "RST"},
-                                  std::pair{TH_ACK, "ACK"}}) {
+  for (const auto& [bit, word] :
+       {std::pair{TH_SYN, "SYN"}, std::pair{TH_FIN, "FIN"}, std::pair{TH_RST, "RST"}, std::pair{TH_ACK, "ACK"}}) {
     if ((flags & bit) != 0) text += (text.empty() ? "" : " ") + std::string(word);
   }
   return text;
@@ -170,10 +171,10 @@ std::string flags_text(std::uint8_t flags) {
 // Sends the crafted segment from a raw socket and records sendto's result: its length in bytes.
 void send_crafted(Trace& t, const Endpoint& to, const Segment& segment) {
   const int raw = t.must("socket", ::socket(AF_INET, SOCK_RAW, IPPROTO_RAW), "AF_INET, SOCK_RAW, IPPROTO_RAW");
-  const std::string what = flags_text(segment.tcp.th_flags) + " from :" + std::to_string(ntohs(segment.tcp.th_sport)) +
-                           " seq " + std::to_string(ntohl(segment.tcp.th_seq)) +
-                           ((segment.tcp.th_flags & TH_ACK) != 0 ? " ack " + std::to_string(ntohl(segment.tcp.th_ack))
-                                                                 : std::string());
+  const std::string what =
+      flags_text(segment.tcp.th_flags) + " from :" + std::to_string(ntohs(segment.tcp.th_sport)) + " seq " +
+      std::to_string(ntohl(segment.tcp.th_seq)) +
+      ((segment.tcp.th_flags & TH_ACK) != 0 ? " ack " + std::to_string(ntohl(segment.tcp.th_ack)) : std::string());
   t.call("sendto", ::sendto(raw, &segment, sizeof segment, 0, to.raw(), to.raw_length()), to.text() + " " + what);
   t.must("close", ::close(raw));
 }
@@ -230,7 +231,8 @@ int time_wait_rows(const Lab& lab, std::size_t from, std::size_t to) {
   int rows = 0;
   for (std::size_t index = from; index < to && index < lab.events().size(); ++index) {
     const auto& event = lab.events()[index];
-    if (event.call == Call::socket_table && event.ok() && event.value == static_cast<long>(portreuse::TcpState::time_wait)) {
+    if (event.call == Call::socket_table && event.ok() &&
+        event.value == static_cast<long>(portreuse::TcpState::time_wait)) {
       ++rows;
     }
   }
@@ -300,7 +302,8 @@ Observation syn_reopens_time_wait(Lab& lab) {
   const int after = time_wait_rows(lab, again, lab.events().size());
   std::optional<Event> accepted;
   for (std::size_t index = again; index < lab.events().size(); ++index) {
-    if (lab.events()[index].call == Call::accept && lab.events()[index].role == Role::server) accepted = lab.events()[index];
+    if (lab.events()[index].call == Call::accept && lab.events()[index].role == Role::server)
+      accepted = lab.events()[index];
   }
   if (before == 0) return lab.could_not_run("the scenario did not happen: no TIME_WAIT was reported before the SYN");
   if (accepted && !accepted->ok()) {
@@ -335,8 +338,9 @@ Observation client_tw_reuse(Lab& lab) {
   if (sysctl_value("net.ipv4.tcp_tw_reuse_delay")) {
     sysctls.emplace_back("net.ipv4.tcp_tw_reuse_delay", std::to_string(kReuseDelay.count()));
   }
-  lab.you("clients close first from four ports; then connect() to the same server again "
-          "with tcp_tw_reuse 0, 1 and 2");
+  lab.you(
+      "clients close first from four ports; then connect() to the same server again "
+      "with tcp_tw_reuse 0, 1 and 2");
   auto inside = lab.spawn("namespace", Role::other, [&](Trace& t) {
     const PrivateNetwork network(t, lab, sysctls);
     auto server = t.alongside("server", Role::server);
@@ -420,8 +424,9 @@ Observation client_tw_reuse(Lab& lab) {
   }
   cells_json += "}";
   lab.narrator().line("kernel", "bind() to a TIME_WAIT port, then connect(), tcp_tw_reuse = 0: " + name(cells[6]));
-  auto observation = lab.observe(cells[5], {Evidence::accepted, Evidence::client_closed_first, Evidence::time_wait_seen},
-                                 as_documented ? Situation::cells_as_documented : Situation::cells_differ);
+  auto observation =
+      lab.observe(cells[5], {Evidence::accepted, Evidence::client_closed_first, Evidence::time_wait_seen},
+                  as_documented ? Situation::cells_as_documented : Situation::cells_differ);
   observation.fact("cells", cells_json);
   observation.fact_text("bound_connect", name(cells[6]));
   observation.detail_holds = as_documented;
@@ -476,9 +481,9 @@ Observation rst_on_time_wait(Lab& lab, const char* rfc1337) {
   const int before = time_wait_rows(lab, 0, first_bind);
   const int after = time_wait_rows(lab, sent, second_bind);
   if (before == 0) return lab.could_not_run("the scenario did not happen: no TIME_WAIT was reported before the RST");
-  auto observation = lab.observe(lab.events()[second_bind],
-                                 {Evidence::accepted, Evidence::server_closed_first, Evidence::table_read},
-                                 after == 0 ? Situation::time_wait_ended : Situation::time_wait_kept);
+  auto observation =
+      lab.observe(lab.events()[second_bind], {Evidence::accepted, Evidence::server_closed_first, Evidence::table_read},
+                  after == 0 ? Situation::time_wait_ended : Situation::time_wait_kept);
   observation.fact_text("tcp_rfc1337", rfc1337);
   observation.fact_text("bind_before", portreuse::outcome_name(portreuse::make_error(lab.events()[first_bind].error)));
   observation.fact("time_wait_rows_before", std::to_string(before));
@@ -512,10 +517,10 @@ Observation fin_restarts_timer(Lab& lab) {
     t.report_timers(to.port());
     if (!made.client_fin) return;
     auto you = t.alongside("raw socket", Role::other);
-    send_crafted(you, to, craft(made.client_port, to.port(), made.client_fin->seq, made.client_fin->ack, TH_FIN | TH_ACK));
-    const auto answer = wait_for_segment(capture, to.port(), [&](const Seen& seen) {
-      return seen.from_port == to.port() && seen.flags == TH_ACK;
-    });
+    send_crafted(you, to,
+                 craft(made.client_port, to.port(), made.client_fin->seq, made.client_fin->ack, TH_FIN | TH_ACK));
+    const auto answer = wait_for_segment(
+        capture, to.port(), [&](const Seen& seen) { return seen.from_port == to.port() && seen.flags == TH_ACK; });
     if (answer) t.note("the TIME_WAIT answered with an ACK, ack " + std::to_string(answer->ack));
     t.report_timers(to.port());
   });
@@ -530,7 +535,8 @@ Observation fin_restarts_timer(Lab& lab) {
   if (sent >= lab.events().size() || lab.events()[sent].value != static_cast<long>(sizeof(Segment))) {
     return lab.could_not_run("the crafted FIN was not sent");
   }
-  if (timers.size() != 2) return lab.could_not_run("the scenario did not happen: the TIME_WAIT timer was not read twice");
+  if (timers.size() != 2)
+    return lab.could_not_run("the scenario did not happen: the TIME_WAIT timer was not read twice");
   // Restarted: the timer reads higher after the FIN than before it, by more than half the wait.
   const bool restarted = timers[1] - timers[0] > kTimerWait.count() / 2;
   auto observation = lab.observe(lab.events()[sent], {Evidence::accepted, Evidence::server_closed_first},
@@ -544,9 +550,10 @@ Observation fin_restarts_timer(Lab& lab) {
 // ---- The claims, and the explanations the observed outcome chooses from ----------------------
 
 const Experiment kExperiment{
-    .summary = "A TIME_WAIT still listens to its old connection. A new SYN can reopen it, an RST can end "
-               "it, a FIN starts its clock again, and tcp_tw_reuse lets a client take it over. Each step "
-               "runs in a private network namespace, with segments written by hand on a raw socket.",
+    .summary =
+        "A TIME_WAIT still listens to its old connection. A new SYN can reopen it, an RST can end "
+        "it, a FIN starts its clock again, and tcp_tw_reuse lets a client take it over. Each step "
+        "runs in a private network namespace, with segments written by hand on a raw socket.",
     .steps =
         {
             Step{

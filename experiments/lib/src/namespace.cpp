@@ -106,7 +106,8 @@ PrivateNetwork::PrivateNetwork(Trace& t, const Lab& lab,
 void PrivateNetwork::set(const std::string& name, const std::string& value) const {
 #ifdef __linux__
   if (shared_) {
-    const bool known = std::any_of(changed_.begin(), changed_.end(), [&](const auto& old) { return old.first == name; });
+    const bool known =
+        std::any_of(changed_.begin(), changed_.end(), [&](const auto& old) { return old.first == name; });
     if (!known) changed_.emplace_back(name, sysctl_value(name).value_or(""));
   }
   // A fresh trace: its call is placed when it returned, after whatever the step's other actors
@@ -125,7 +126,8 @@ PrivateNetwork::~PrivateNetwork() {
   quiet.quiet();
   for (auto old = changed_.rbegin(); old != changed_.rend(); ++old) {
     if (old->second.empty()) continue;
-    quiet.call("sysctl", write_file(sysctl_path(old->first), old->second), old->first + " = " + old->second + " (put back)");
+    quiet.call("sysctl", write_file(sysctl_path(old->first), old->second),
+               old->first + " = " + old->second + " (put back)");
   }
 #endif
 }
