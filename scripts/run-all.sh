@@ -20,6 +20,7 @@
 #   13 client-side
 #   14 time-wait-length
 #   15 bind-map
+#   16 time-wait-accepts
 #   18 client-traps
 #
 # Usage: scripts/run-all.sh [--list] [--only 02,05] [--step] [--json] [--long] [--no-build] [--no-color] [--help]
