@@ -277,6 +277,7 @@ const Experiment kExperiment{
                          "TCP listeners the kernel spreads the incoming connections over them.",
                 .source = "socket(7), SO_REUSEPORT (Linux 3.9 and later)",
                 .claimed = kOk,
+                .said = Said::reference,
                 .explanations =
                     {
                         {kOk, Situation::shared,
@@ -302,6 +303,7 @@ const Experiment kExperiment{
                          "created by the same effective user: a process of another user is refused.",
                 .source = "socket(7), SO_REUSEPORT",
                 .claimed = EADDRINUSE,
+                .said = Said::reference,
                 .explanations =
                     {
                         {EADDRINUSE, Situation::listener,

@@ -165,6 +165,7 @@ const Experiment kExperiment{
                          "behind, so it restarts at once without SO_REUSEADDR.",
                 .source = "socket(7), SO_LINGER (a common shortcut, not in the five articles)",
                 .claimed = kOk,
+                .said = Said::reference,
                 .explanations =
                     {
                         {kOk, Situation::clean,
@@ -190,6 +191,7 @@ const Experiment kExperiment{
                          "ends the connection faster, and the peer still reads everything, then end of stream.",
                 .source = "a common belief about SO_LINGER {1, 0} (not in the five articles)",
                 .claimed = kOk,
+                .said = Said::reference,
                 .explanations =
                     {
                         {ECONNRESET, Situation::partly_delivered,

@@ -245,6 +245,7 @@ const Experiment kExperiment{
                          "so it occupies the IPv4 port as well: binding 0.0.0.0 to that port fails.",
                 .source = kIpv6Manual,
                 .claimed = EADDRINUSE,
+                .said = Said::reference,
                 .explanations =
                     {
                         {EADDRINUSE, Situation::dual_stack,
@@ -267,6 +268,7 @@ const Experiment kExperiment{
                          "same port number.",
                 .source = kIpv6Manual,
                 .claimed = kOk,
+                .said = Said::reference,
                 .explanations =
                     {
                         {kOk, Situation::v6_only,

@@ -260,6 +260,7 @@ const Experiment kExperiment{
                          "waiting out the TIME_WAIT.",
                 .source = "V. Bernat, \"Coping with the TCP TIME-WAIT state on busy Linux servers\"; tcp(7)",
                 .claimed = kOk,
+                .said = Said::reference,
                 .explanations =
                     {
                         {kOk, Situation::reused_time_wait_port,

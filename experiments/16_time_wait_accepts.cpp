@@ -564,6 +564,7 @@ const Experiment kExperiment{
                          "is higher than anything the old connection used, and reopen the connection.",
                 .source = "RFC 1122, 4.2.2.13",
                 .claimed = kOk,
+                .said = Said::reference,
                 .explanations =
                     {
                         {kOk, Situation::time_wait_reopened,
@@ -589,6 +590,7 @@ const Experiment kExperiment{
                          "own once that is safe; without it, the client must wait the TIME_WAIT out.",
                 .source = "V. Bernat, \"Coping with the TCP TIME-WAIT state on busy Linux servers\"; tcp(7)",
                 .claimed = kOk,
+                .said = Said::reference,
                 .explanations =
                     {
                         {kOk, Situation::cells_as_documented,
@@ -618,6 +620,7 @@ const Experiment kExperiment{
                          "port is free before the timer runs out.",
                 .source = "RFC 1337; RFC 793 (the RST rule for TIME-WAIT)",
                 .claimed = kOk,
+                .said = Said::reference,
                 .explanations =
                     {
                         {kOk, Situation::time_wait_ended,
@@ -640,6 +643,7 @@ const Experiment kExperiment{
                          "port) stays until its timer runs out.",
                 .source = "RFC 1337, fix F1",
                 .claimed = EADDRINUSE,
+                .said = Said::reference,
                 .explanations =
                     {
                         {EADDRINUSE, Situation::time_wait_kept,
@@ -661,6 +665,7 @@ const Experiment kExperiment{
                          "its 2MSL timer again.",
                 .source = "RFC 793 and RFC 9293, 3.10.7.4 (TIME-WAIT STATE)",
                 .claimed = kOk,
+                .said = Said::reference,
                 .explanations =
                     {
                         {kOk, Situation::timer_restarted,

@@ -535,6 +535,7 @@ const Experiment kExperiment{
                          "can use every port once per destination, as connect() alone does.",
                 .source = "IP_BIND_ADDRESS_NO_PORT(2const), ip(7) (Linux 4.2)",
                 .claimed = EADDRNOTAVAIL,
+                .said = Said::reference,
                 .explanations =
                     {
                         {EADDRNOTAVAIL, Situation::shared,
@@ -563,6 +564,7 @@ const Experiment kExperiment{
                          "get ports.",
                 .source = "IP_LOCAL_PORT_RANGE(2const), ip(7) (Linux 6.3)",
                 .claimed = EADDRNOTAVAIL,
+                .said = Said::reference,
                 .explanations =
                     {
                         {EADDRNOTAVAIL, Situation::inside_own_range,
@@ -589,6 +591,7 @@ const Experiment kExperiment{
                          "when every port of the range is held, even when every socket set SO_REUSEADDR.",
                 .source = "Linux ip-sysctl documentation (ip_autobind_reuse); selftest reuseaddr_ports_exhausted.c",
                 .claimed = EADDRINUSE,
+                .said = Said::reference,
                 .explanations =
                     {
                         {EADDRINUSE, Situation::any,
@@ -613,6 +616,7 @@ const Experiment kExperiment{
                          "left, so the four-tuple space is used as connect() uses it.",
                 .source = "Linux ip-sysctl documentation (ip_autobind_reuse); selftest reuseaddr_ports_exhausted.c",
                 .claimed = kOk,
+                .said = Said::reference,
                 .explanations =
                     {
                         {kOk, Situation::shared,
@@ -640,6 +644,7 @@ const Experiment kExperiment{
                          "succeeds and sets SO_REUSEPORT only, never SO_REUSEADDR.",
                 .source = "pmacct #517; baseplate.py #350 (on macOS the combined name fails)",
                 .claimed = kOk,
+                .said = Said::reference,
                 .explanations =
                     {
                         {kOk, Situation::only_reuseport,

@@ -36,7 +36,7 @@ using Row = std::map<std::string, std::string>;
 // record of a run.
 constexpr std::size_t kMaxRecordBytes = std::size_t{16} << 20;
 constexpr std::size_t kWidth = 80;
-// exp | step | article says | observed here | verdict: 4 + 29 + 14 + 14 + 19 = 80 columns.
+// exp | step | claimed | observed here | verdict: 4 + 29 + 14 + 14 + 19 = 80 columns.
 constexpr std::size_t kExpWidth = 4;
 constexpr std::size_t kStepWidth = 29;
 constexpr std::size_t kOutcomeWidth = 14;
@@ -99,8 +99,8 @@ std::optional<std::string> check_record(const Row& row) {
   }
   if (!is_experiment_number(row.at("experiment"))) return "\"experiment\" is not a two-digit number";
   if (const auto said = row.find("said");
-      said != row.end() && said->second != "article" && said->second != "inference") {
-    return "\"said\" is neither \"article\" nor \"inference\"";
+      said != row.end() && said->second != "article" && said->second != "inference" && said->second != "reference") {
+    return "\"said\" is not \"article\", \"reference\" or \"inference\"";
   }
   return std::nullopt;
 }
@@ -132,7 +132,7 @@ void print_row(std::ostream& out, const Narrator& paint, const Row& row, const s
 }
 
 void print_header(std::ostream& out) {
-  out << padded("exp", kExpWidth) << padded("step", kStepWidth) << padded("article says", kOutcomeWidth)
+  out << padded("exp", kExpWidth) << padded("step", kStepWidth) << padded("claimed", kOutcomeWidth)
       << padded("observed here", kOutcomeWidth) << "verdict\n"
       << std::string(kWidth, '-') << "\n";
 }
@@ -195,7 +195,8 @@ int main(int argc, char** argv) {
   std::map<std::string, int> counts;
   int unexpected = 0;
   int observed = 0;
-  std::vector<const Row*> readings;  // our readings of an article: listed apart, never counted as its claims
+  std::vector<const Row*> readings;    // our readings of an article: listed apart, never counted as its claims
+  std::vector<const Row*> references;  // claims of man pages, RFCs, engineers: not the five articles
   const auto verdict_of = [](const Row& row) {
     const auto verdict = member(row, "verdict");
     return verdict.empty() ? std::string("could-not-run") : verdict;
@@ -211,13 +212,17 @@ int main(int argc, char** argv) {
       readings.push_back(&row);
       continue;
     }
+    if (member(row, "said") == "reference") {
+      references.push_back(&row);
+      continue;
+    }
     const auto verdict = verdict_of(row);
     ++counts[verdict];
     tally(row);
     print_row(std::cout, paint, row, verdict);
   }
   std::cout << std::string(kWidth, '-') << "\n";
-  const auto claims = rows.size() - readings.size();
+  const auto claims = rows.size() - readings.size() - references.size();
   print_wrapped(std::cout, std::to_string(claims) + (claims == 1 ? " claim" : " claims") +
                                " of the articles. Holds here: " + std::to_string(counts["holds"]) +
                                ". Does not hold here: " + std::to_string(counts["does-not-hold"]) + ".");
@@ -226,6 +231,27 @@ int main(int argc, char** argv) {
     more += " Skipped (this system cannot run them): " + std::to_string(counts["skipped"]) + ".";
   if (counts["could-not-run"] > 0) more += " Could not run: " + std::to_string(counts["could-not-run"]) + ".";
   print_wrapped(std::cout, more);
+
+  if (!references.empty()) {
+    std::cout << "\n";
+    print_wrapped(std::cout, "Claims of other sources (man pages, RFCs, engineers' reports; not the five "
+                             "articles, not counted above):");
+    std::cout << "\n";
+    print_header(std::cout);
+    std::map<std::string, int> reference_counts;
+    for (const auto* row : references) {
+      const auto verdict = verdict_of(*row);
+      ++reference_counts[verdict];
+      tally(*row);
+      print_row(std::cout, paint, *row, verdict);
+    }
+    std::cout << std::string(kWidth, '-') << "\n";
+    print_wrapped(std::cout, std::to_string(references.size()) + (references.size() == 1 ? " claim" : " claims") +
+                                 ". Holds here: " + std::to_string(reference_counts["holds"]) +
+                                 ". Does not hold here: " + std::to_string(reference_counts["does-not-hold"]) +
+                                 ". Depends on the platform: " +
+                                 std::to_string(reference_counts["depends-on-platform"]) + ".");
+  }
 
   if (!readings.empty()) {
     std::cout << "\n";

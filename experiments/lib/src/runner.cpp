@@ -365,7 +365,7 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
     }
     JsonObject record;
     record.add("experiment", entry->number).add("step", step.id).add("port", static_cast<int>(port));
-    record.add("said", step.said == Said::article ? "article" : "inference");
+    record.add("said", step.said == Said::article ? "article" : step.said == Said::reference ? "reference" : "inference");
     if (observation.could_not_run) {
       every_step_ran = false;
       narrator.paragraph("Could not run:", *observation.could_not_run, Tone::bad);

@@ -422,7 +422,10 @@ struct Explanation {
   std::string text;
 };
 
-enum class Said { article, inference };  // whether the article states the claim, or we read it in
+// Who states the claim: one of the five articles; a reference that is not one of them (a man
+// page, an RFC, an engineers' report or common belief); or nobody, because it is our reading of
+// an article. The summary counts each apart: "holds: N" counts only what the articles said.
+enum class Said { article, reference, inference };
 
 struct Step {
   std::string id;
