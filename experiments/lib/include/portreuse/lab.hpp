@@ -47,7 +47,10 @@ enum class Call {
   setgroups, setgid, setuid,  // a child that drops root's rights (09: another user's socket)
   // write: to a file of /proc (a namespace's uid_map); ioctl: an interface's flags (lo up);
   // socket_table: one row of the kernel's socket table as a process saw it (value: its TcpState).
-  write, ioctl, socket_table
+  write, ioctl, socket_table,
+  // 17: handing a listening socket to the next server (SCM_RIGHTS, LISTEN_FDS across execve),
+  // and a process reaping its own children inside a namespace.
+  socketpair, sendmsg, recvmsg, execve, dup2, waitpid
 };
 std::string_view call_name(Call call);
 
@@ -66,7 +69,8 @@ struct CallName {
                                       "accept",      "recv",       "send",       "shutdown", "close", "fork",
                                       "kill",        "sendto",     "recvfrom",   "getsockname", "unshare", "sysctl",
                                       "pipe",        "exited",     "note",       "setgroups", "setgid", "setuid",
-                                      "write",       "ioctl",      "socket_table"};
+                                      "write",       "ioctl",      "socket_table", "socketpair", "sendmsg",
+                                      "recvmsg",     "execve",     "dup2",       "waitpid"};
     for (int index = 0; index < static_cast<int>(std::size(kNames)); ++index) {
       if (same(text, kNames[index])) return static_cast<Call>(index);
     }
@@ -158,6 +162,12 @@ class Trace {
     silent_ = true;
     return *this;
   }
+  // Across execve (17: a server that execs its successor and keeps its listener): moves this
+  // child's report channel to a descriptor (10 or above) that survives exec and returns the
+  // environment entry that names it. The new program image resumes reporting with
+  // resume_after_exec(), which reads that entry; nullopt when there is none (not started so).
+  std::string keep_across_exec();
+  static std::optional<Trace> resume_after_exec();
 
  private:
   friend class Lab;
@@ -262,6 +272,8 @@ enum class Situation {
   cells_as_documented,    // 15: every cell of the block gave the documented outcome
   cells_differ,           // 15: some cells differ from the documented rule
   cells_skipped,          // 15: the cells that ran are as documented; some could not run (no IPv6)
+  new_server_not_listening,  // 17: the restarted server never listened (its bind failed)
+  served_after_restart,      // 17: the new server answered requests after the restart
 };
 std::string_view situation_key(Situation situation);  // "time-wait", as in the JSON
 
