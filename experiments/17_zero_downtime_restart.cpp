@@ -52,10 +52,11 @@ using std::chrono::microseconds;
 constexpr int kClients = 4;
 constexpr int kRequests = 200;       // in all, by default: the run stays short
 constexpr int kLongRequests = 2000;  // with --long
-constexpr microseconds kPause{400};  // each client, between two requests
+constexpr microseconds kPause{200};    // each client, after a request that was served
+constexpr microseconds kBackOff{500};  // ... and after one that failed, before it tries again
 constexpr int kServedBeforeRestart = 2 * kClients;  // the restart begins once the old server served these
-constexpr Millis kStartup{5};  // a new server reads its configuration before it serves
-constexpr Millis kDrain{5};    // an old server stops accepting, then finishes its work
+constexpr Millis kStartup{3};  // a new server reads its configuration before it serves
+constexpr Millis kDrain{3};    // an old server stops accepting, then finishes its work
 constexpr std::string_view kRequest = "GET /\n";
 constexpr std::string_view kAnswer = "200 OK\n";
 // The hidden argument of the new program image in listen-fds-exec (not in --help).
@@ -226,17 +227,14 @@ int serve_inherited_listener() {
 void run_load(Trace& t, const Endpoint& to, int count) {
   t.silent();
   for (int request = 0; request < count; ++request) {
+    // socket() through the trace: connect and recv give up after 3 s (SO_SNDTIMEO, SO_RCVTIMEO).
     const int fd = t.must("socket", ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    // A client that waits half a second for an answer has timed out.
-    const timeval limit{0, 500000};
-    t.must("setsockopt", ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit), "SO_RCVTIMEO=0.5s");
-    t.must("setsockopt", ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit), "SO_SNDTIMEO=0.5s");
+    std::string answer;
     if (t.call("connect", ::connect(fd, to.raw(), to.raw_length()), to) == 0 && t.send_text(fd, kRequest) >= 0) {
-      while (!t.receive_text(fd).empty()) {
-      }  // the answer, then end of stream (or the error that ends the request)
-    }
+      for (auto part = t.receive_text(fd); !part.empty(); part = t.receive_text(fd)) answer += part;
+    }  // the answer, then end of stream (or the error that ends the request)
     t.call("close", ::close(fd));
-    std::this_thread::sleep_for(kPause);
+    std::this_thread::sleep_for(answer == kAnswer ? kPause : kBackOff);
   }
 }
 
@@ -339,7 +337,7 @@ struct Measured {
   std::optional<Event> new_bind;       // the new server's bind, when it made one
   bool restarted = false;              // the strategy's restart really happened
   bool served_by_old = false;          // the old server accepted connections of the load
-  std::int64_t restart_at = 0;         // the new server's first own move
+  std::int64_t restart_at = 0;         // the signal that began it
 };
 
 Measured restart_under_load(Lab& lab, Strategy strategy, int requests) {
@@ -383,6 +381,9 @@ Measured restart_under_load(Lab& lab, Strategy strategy, int requests) {
     }
 
     // The load: every client in a process of its own.
+    you.note("starts " + std::to_string(kClients) + " clients, " + std::to_string(requests / kClients) +
+             " requests each, " + std::to_string(kPause.count()) + " us apart (" +
+             std::to_string(kBackOff.count()) + " us after a failure)");
     std::vector<pid_t> clients;
     for (int client = 0; client < kClients; ++client) {
       clients.push_back(start_process(you, [&]() {
@@ -394,6 +395,7 @@ Measured restart_under_load(Lab& lab, Strategy strategy, int requests) {
       you.note("the old server served no load");
       return;
     }
+    you.note("the old server has served " + std::to_string(kServedBeforeRestart) + " requests: restart now");
 
     // The restart, one strategy each.
     const auto new_server = [&](const std::function<int(Trace&, int signals)>& get_listener) {
@@ -492,19 +494,13 @@ Measured restart_under_load(Lab& lab, Strategy strategy, int requests) {
     const auto& event = events[index];
     if (event.role != Role::server) continue;
     if (old_pid == 0) old_pid = event.pid;
-    if (event.pid == old_pid && event.call == Call::accept && event.ok() && measured.restart_at == 0) {
-      measured.served_by_old = true;
-    }
+    if (event.pid == old_pid && event.call == Call::accept && event.ok()) measured.served_by_old = true;
     if (event.call == Call::bind && event.pid != old_pid) measured.new_bind = event;
-    // The new server's first own move: its bind (stop-start), its signal to the old server
-    // (overlap, handover), or, in the new program image, the look at the inherited fd 3.
-    const bool new_server = event.pid != old_pid &&
-                            (event.call == Call::bind || event.call == Call::kill || event.call == Call::recvmsg);
-    const bool new_image = event.pid == old_pid && event.call == Call::getsockopt;
-    if ((new_server || new_image) && measured.restart_at == 0) measured.restart_at = event.at;
   }
   for (std::size_t index = from; index < events.size(); ++index) {
     const auto& event = events[index];
+    // The signal that began the restart (SIGTERM, SIGHUP or SIGUSR2 to the old server).
+    if (event.call == Call::kill && event.ok() && measured.restart_at == 0) measured.restart_at = event.at;
     // The restart happened: the old server left by itself (exit 0), or its pid runs the new
     // program image, which found the inherited listener.
     const bool old_left = strategy != Strategy::listen_fds && event.call == Call::exited && event.value == 0;
@@ -523,7 +519,7 @@ Observation judge_restart(Lab& lab, Strategy strategy, const Measured& measured)
   const auto& counts = measured.counts;
   lab.narrator().table("load", "what the clients' calls returned:", {table_heading(), table_row(strategy, counts)});
   // A verdict needs the restart itself, and a load that ran across it: connections the old
-  // server accepted, and requests made after the new server's first move.
+  // server accepted, and requests made after the signal that began the restart.
   Observation observation;
   if (!measured.served_by_old || !measured.restarted || measured.restart_at == 0 ||
       counts.last_request_at <= measured.restart_at) {
@@ -534,6 +530,7 @@ Observation judge_restart(Lab& lab, Strategy strategy, const Measured& measured)
     if (measured.new_bind && !measured.new_bind->ok()) situation = Situation::new_server_not_listening;
     observation = lab.observe(answer, {Evidence::listening, Evidence::accepted}, situation);
   }
+  observation.fact_text("strategy", strategy_name(strategy));
   observation.fact("clients", std::to_string(kClients));
   observation.fact("requests", std::to_string(counts.lost() + counts.served));
   observation.fact("refused", std::to_string(counts.refused));
