@@ -52,10 +52,10 @@ using std::chrono::microseconds;
 constexpr int kClients = 4;
 constexpr int kRequests = 200;       // in all, by default: the run stays short
 constexpr int kLongRequests = 2000;  // with --long
-constexpr microseconds kPause{200};    // each client, after a request that was served
-constexpr microseconds kBackOff{500};  // ... and after one that failed, before it tries again
+constexpr microseconds kPause{300};    // each client, after a request that was served
+constexpr microseconds kBackOff{600};  // ... and after one that failed, before it tries again
 constexpr int kServedBeforeRestart = 2 * kClients;  // the restart begins once the old server served these
-constexpr Millis kStartup{3};  // a new server reads its configuration before it serves
+constexpr Millis kStartup{2};  // a new server reads its configuration before it serves
 constexpr Millis kDrain{3};    // an old server stops accepting, then finishes its work
 constexpr std::string_view kRequest = "GET /\n";
 constexpr std::string_view kAnswer = "200 OK\n";
@@ -245,10 +245,21 @@ struct Counts {
   int timed_out = 0;
   int other = 0;
   int served = 0;
-  std::optional<Event> first_loss;  // the call that lost the first request to fail
+  std::optional<Event> first_reset, first_timeout, first_other, first_refused;  // their failing calls
   std::optional<Event> last_served;
   std::int64_t last_request_at = 0;
   [[nodiscard]] int lost() const { return refused + reset + timed_out + other; }
+  // The step's answer: the first loss of the worst kind seen. Worst are the losses whose fate
+  // the client cannot know (reset, then timed out: the request was sent, the answer never
+  // came, it may or may not have been carried out), then any other failure, then refused
+  // (nothing was sent: safe to try again); 0 (the last served recv) when nothing was lost.
+  // By kind, not by time: which of four clients failed first is a matter of scheduling.
+  [[nodiscard]] std::optional<Event> answer() const {
+    for (const auto* loss : {&first_reset, &first_timeout, &first_other, &first_refused}) {
+      if (*loss) return *loss;
+    }
+    return last_served;
+  }
 };
 
 bool timed_out(int error) {
@@ -279,21 +290,25 @@ Counts count_requests(const std::vector<Event>& events, std::size_t from) {
     } else if (event.call == Call::close) {
       if (request.failed) {
         const auto& failed = *request.failed;
-        if (!counts.first_loss) counts.first_loss = failed;
+        const auto tally = [&](int& count, std::optional<Event>& first) {
+          ++count;
+          if (!first) first = failed;
+        };
         if (failed.call == Call::connect && failed.error == ECONNREFUSED) {
-          ++counts.refused;
+          tally(counts.refused, counts.first_refused);
         } else if (failed.error == ECONNRESET || failed.error == EPIPE) {
-          ++counts.reset;
+          tally(counts.reset, counts.first_reset);
         } else if (timed_out(failed.error)) {
-          ++counts.timed_out;
+          tally(counts.timed_out, counts.first_timeout);
         } else {
-          ++counts.other;
+          tally(counts.other, counts.first_other);
         }
       } else if (request.bytes == kAnswer.size() && request.last_recv && request.last_recv->value == 0) {
         ++counts.served;
         counts.last_served = request.last_recv;
       } else {
         ++counts.other;  // an answer cut short without an error
+        if (!counts.first_other) counts.first_other = request.last_recv;
       }
       open.erase(event.pid);
     }
@@ -525,7 +540,7 @@ Observation judge_restart(Lab& lab, Strategy strategy, const Measured& measured)
       counts.last_request_at <= measured.restart_at) {
     observation = lab.could_not_run("the load did not run across a restart");
   } else {
-    auto answer = counts.first_loss ? counts.first_loss : counts.last_served;
+    const auto answer = counts.answer();
     auto situation = Situation::served_after_restart;
     if (measured.new_bind && !measured.new_bind->ok()) situation = Situation::new_server_not_listening;
     observation = lab.observe(answer, {Evidence::listening, Evidence::accepted}, situation);
@@ -580,7 +595,7 @@ Observation heavier_load(Lab& lab) {
     by_refused.emplace_back(measured.counts.refused, strategy);
     const bool handover = strategy == Strategy::reuseport_migrate || strategy == Strategy::listen_fds ||
                           strategy == Strategy::scm_rights;
-    if (handover && measured.counts.first_loss && !first_loss) first_loss = measured.counts.first_loss;
+    if (handover && measured.counts.lost() > 0 && !first_loss) first_loss = measured.counts.answer();
     if (handover && measured.counts.last_served) last_served = measured.counts.last_served;
   }
   lab.narrator().table("load", "what the clients' calls returned, " + std::to_string(kLongRequests) + " requests each:",
@@ -594,8 +609,9 @@ Observation heavier_load(Lab& lab) {
 
 // ---- The claims, and the explanations the observed outcome chooses from -------------------
 
-const std::string kLoadWords = "The answer is the first request the load lost (the call that failed, and its "
-                               "errno), or the last recv of a served request when none was lost.";
+const std::string kLoadWords =
+    "The answer is the worst loss seen (a reset, then a timeout, then a refusal: the call that failed and its "
+    "errno), or the last recv of a served request when none was lost.";
 
 std::vector<Explanation> losses(std::string when_reset, std::string when_refused, std::string when_none) {
   return {
