@@ -115,8 +115,10 @@ int serve(const Trace& server, int listener, int signals, int progress = -1) {
     if ((ready[0].revents & POLLIN) != 0) {
       signalfd_siginfo info{};
       if (::read(signals, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+        const int number = static_cast<int>(info.ssi_signo);
         server.alongside(server.actor(), server.role())
-            .note("got " + portreuse::signal_name(static_cast<int>(info.ssi_signo)) + ": stops accepting");
+            .note("got " + (number == SIGUSR2 ? std::string("SIGUSR2") : portreuse::signal_name(number)) +
+                  ": stops accepting");
         return static_cast<int>(info.ssi_signo);
       }
       continue;
@@ -145,7 +147,8 @@ int open_listener(Trace& t, const Endpoint& address, int option, const char* opt
 // The old server's way out after `signal`. SIGTERM: finish the work in hand (kDrain) with the
 // listener still open, then close it. SIGUSR2: send the listener over `handover` first.
 // SIGHUP: become the new program image, which inherits the listener as fd 3.
-void leave(Trace& t, int signal, int listener, int handover) {
+void leave(const Trace& server, int signal, int listener, int handover) {
+  auto t = server.alongside(server.actor(), server.role());  // its calls are placed from now on
   if (signal == SIGTERM) {
     std::this_thread::sleep_for(kDrain);
     t.must("close", ::close(listener), "the listening socket");
@@ -185,8 +188,9 @@ void leave(Trace& t, int signal, int listener, int handover) {
     std::string self = "/proc/self/exe";
     std::string flag(kInheritedFlag);
     std::array<char*, 3> argv{self.data(), flag.data(), nullptr};
-    t.call("execve", ::execve(self.c_str(), argv.data(), environ),
-           "/proc/self/exe " + flag + " LISTEN_FDS=1 LISTEN_PID=" + std::to_string(::getpid()));
+    const std::string words = "/proc/self/exe " + flag + " LISTEN_FDS=1 LISTEN_PID=" + std::to_string(::getpid());
+    t.note("execve " + words + ": a successful execve does not return; the new program reports next");
+    t.call("execve", ::execve(self.c_str(), argv.data(), environ), words);
     ::_exit(127);  // only when execve failed
   }
 }
@@ -199,7 +203,7 @@ int serve_inherited_listener() {
     (void)!::write(STDERR_FILENO, why.data(), why.size());
     return 2;
   }
-  Trace& t = *resumed;
+  auto t = resumed->alongside("new program", Role::server);
   const char* pid = std::getenv("LISTEN_PID");
   const char* count = std::getenv("LISTEN_FDS");
   if (pid == nullptr || count == nullptr || std::to_string(::getpid()) != pid || std::string_view(count) != "1") {
@@ -410,11 +414,14 @@ Measured restart_under_load(Lab& lab, Strategy strategy, int requests) {
       you.note("the old server served no load");
       return;
     }
-    you.note("the old server has served " + std::to_string(kServedBeforeRestart) + " requests: restart now");
+    // From here on "you" restart the server: a trace of its own, so the narration places its
+    // calls after this moment.
+    auto restarting = t.alongside("you", Role::other);
+    restarting.note("the old server has served " + std::to_string(kServedBeforeRestart) + " requests: restart now");
 
     // The restart, one strategy each.
     const auto new_server = [&](const std::function<int(Trace&, int signals)>& get_listener) {
-      return start_process(you, [&, get_listener]() {
+      return start_process(restarting, [&, get_listener]() {
         auto server = t.alongside("new server", Role::server);
         const int signals = signal_descriptor();
         std::this_thread::sleep_for(kStartup);
@@ -426,9 +433,9 @@ Measured restart_under_load(Lab& lab, Strategy strategy, int requests) {
     switch (strategy) {
       case Strategy::stop_start:
       case Strategy::stop_start_reuseaddr: {
-        you.must("kill", ::kill(old_server, SIGTERM), "SIGTERM to the old server");
+        restarting.must("kill", ::kill(old_server, SIGTERM), "SIGTERM to the old server");
         int status = 0;
-        you.must("waitpid", ::waitpid(old_server, &status, 0), "the old server");
+        restarting.must("waitpid", ::waitpid(old_server, &status, 0), "the old server");
         current = new_server([&](Trace& server, int) { return open_listener(server, address, option, option_name); });
         break;
       }
@@ -442,7 +449,7 @@ Measured restart_under_load(Lab& lab, Strategy strategy, int requests) {
         });
         break;
       case Strategy::listen_fds:
-        you.must("kill", ::kill(old_server, SIGHUP), "SIGHUP: the old server execs the new program");
+        restarting.must("kill", ::kill(old_server, SIGHUP), "SIGHUP: the old server execs the new program");
         break;
       case Strategy::scm_rights:
         current = new_server([&](Trace& server, int) {
@@ -471,21 +478,21 @@ Measured restart_under_load(Lab& lab, Strategy strategy, int requests) {
     // The load runs out; then the servers are stopped and every process is reaped.
     for (const pid_t client : clients) {
       int status = 0;
-      you.call("waitpid", ::waitpid(client, &status, 0), "a client");
+      restarting.call("waitpid", ::waitpid(client, &status, 0), "a client");
     }
     if (current != old_server) {
-      you.call("kill", ::kill(current, SIGKILL), "SIGKILL to the new server: the step is over");
+      restarting.call("kill", ::kill(current, SIGKILL), "SIGKILL to the new server: the step is over");
       int status = 0;
-      you.call("waitpid", ::waitpid(current, &status, 0), "the new server");
+      restarting.call("waitpid", ::waitpid(current, &status, 0), "the new server");
     }
     // The old server: it has left by itself (stop-start, overlap, handover), or it is now the
     // new program image (listen-fds-exec), or it never got the signal.
     int status = 0;
     if (::waitpid(old_server, &status, WNOHANG) == 0) {
-      you.call("kill", ::kill(old_server, SIGKILL), "SIGKILL to the old server's pid: the step is over");
-      you.call("waitpid", ::waitpid(old_server, &status, 0), "the old server's pid");
+      restarting.call("kill", ::kill(old_server, SIGKILL), "SIGKILL to the old server's pid: the step is over");
+      restarting.call("waitpid", ::waitpid(old_server, &status, 0), "the old server's pid");
     } else if (WIFEXITED(status)) {
-      you.call("exited", WEXITSTATUS(status), "the old server left by itself: exit status " +
+      restarting.call("exited", WEXITSTATUS(status), "the old server left by itself: exit status " +
                                                   std::to_string(WEXITSTATUS(status)));
     }
   });
@@ -750,8 +757,10 @@ const Experiment kExperiment{
                 .said = Said::inference,
                 .explanations = losses("A handover strategy lost a request to a reset: see the table.",
                                        "A handover strategy lost a request to a refused connect(): see the table.",
-                                       "None of the three handovers lost a request; the table shows the "
-                                       "others' losses grow with the load."),
+                                       "None of the three handovers lost a request. The others lose "
+                                       "what arrives during the restart, not a share of the load: only "
+                                       "stop-start, whose new server never listens, loses more with more "
+                                       "requests."),
                 .run = heavier_load,
                 .long_running = true,
             },

@@ -162,7 +162,8 @@ int Trace::call(CallName name, Returned returned, std::string_view detail) {
   // it returned; any other call when it began, right after this process's previous call (or the
   // lab's last report) returned. So a send comes before the recv that got its bytes, even when
   // the receiver returned first.
-  const bool waits = name.call == Call::recv || name.call == Call::recvfrom || name.call == Call::accept;
+  const bool waits = name.call == Call::recv || name.call == Call::recvfrom || name.call == Call::accept ||
+                     name.call == Call::recvmsg || name.call == Call::waitpid;
   std::int64_t& previous = lab_ != nullptr ? lab_->last_at_ : last_at_;  // per process, not per actor
   const std::int64_t began = previous != 0 ? previous : returned.at;
   event.at = waits ? returned.at : began;
