@@ -50,13 +50,13 @@ using portreuse::Millis;
 using std::chrono::microseconds;
 
 constexpr int kClients = 4;
-constexpr int kRequests = 200;       // in all, by default: the run stays short
-constexpr int kLongRequests = 2000;  // with --long
-constexpr microseconds kPause{300};    // each client, after a request that was served
-constexpr microseconds kBackOff{600};  // ... and after one that failed, before it tries again
+constexpr int kRequests = 200;                      // in all, by default: the run stays short
+constexpr int kLongRequests = 2000;                 // with --long
+constexpr microseconds kPause{300};                 // each client, after a request that was served
+constexpr microseconds kBackOff{600};               // ... and after one that failed, before it tries again
 constexpr int kServedBeforeRestart = 2 * kClients;  // the restart begins once the old server served these
-constexpr Millis kStartup{2};  // a new server reads its configuration before it serves
-constexpr Millis kDrain{3};    // an old server stops accepting, then finishes its work
+constexpr Millis kStartup{8};                       // a new server reads its configuration before it serves
+constexpr Millis kDrain{3};                         // an old server stops accepting, then finishes its work
 constexpr std::string_view kRequest = "GET /\n";
 constexpr std::string_view kAnswer = "200 OK\n";
 // The hidden argument of the new program image in listen-fds-exec (not in --help).
@@ -344,8 +344,8 @@ std::string table_heading() {
 std::string table_row(Strategy strategy, const Counts& counts) {
   std::string name(strategy_name(strategy));
   name.resize(28, ' ');
-  return name + cell(counts.refused, 9) + cell(counts.reset, 7) + cell(counts.timed_out, 11) +
-         cell(counts.other, 7) + cell(counts.served, 8);
+  return name + cell(counts.refused, 9) + cell(counts.reset, 7) + cell(counts.timed_out, 11) + cell(counts.other, 7) +
+         cell(counts.served, 8);
 }
 
 // ---- One restart under load, in a private namespace ---------------------------------------
@@ -401,8 +401,8 @@ Measured restart_under_load(Lab& lab, Strategy strategy, int requests) {
 
     // The load: every client in a process of its own.
     you.note("starts " + std::to_string(kClients) + " clients, " + std::to_string(requests / kClients) +
-             " requests each, " + std::to_string(kPause.count()) + " us apart (" +
-             std::to_string(kBackOff.count()) + " us after a failure)");
+             " requests each, " + std::to_string(kPause.count()) + " us apart (" + std::to_string(kBackOff.count()) +
+             " us after a failure)");
     std::vector<pid_t> clients;
     for (int client = 0; client < kClients; ++client) {
       clients.push_back(start_process(you, [&]() {
@@ -492,8 +492,8 @@ Measured restart_under_load(Lab& lab, Strategy strategy, int requests) {
       restarting.call("kill", ::kill(old_server, SIGKILL), "SIGKILL to the old server's pid: the step is over");
       restarting.call("waitpid", ::waitpid(old_server, &status, 0), "the old server's pid");
     } else if (WIFEXITED(status)) {
-      restarting.call("exited", WEXITSTATUS(status), "the old server left by itself: exit status " +
-                                                  std::to_string(WEXITSTATUS(status)));
+      restarting.call("exited", WEXITSTATUS(status),
+                      "the old server left by itself: exit status " + std::to_string(WEXITSTATUS(status)));
     }
   });
 
@@ -526,8 +526,8 @@ Measured restart_under_load(Lab& lab, Strategy strategy, int requests) {
     // The restart happened: the old server left by itself (exit 0), or its pid runs the new
     // program image, which found the inherited listener.
     const bool old_left = strategy != Strategy::listen_fds && event.call == Call::exited && event.value == 0;
-    const bool exec_done = strategy == Strategy::listen_fds && event.call == Call::getsockopt && event.ok() &&
-                           event.pid == old_pid;
+    const bool exec_done =
+        strategy == Strategy::listen_fds && event.call == Call::getsockopt && event.ok() && event.pid == old_pid;
     if (old_left || exec_done) measured.restarted = true;
   }
   inside.reap();
@@ -561,8 +561,9 @@ Observation judge_restart(Lab& lab, Strategy strategy, const Measured& measured)
   observation.fact("other", std::to_string(counts.other));
   observation.fact("served", std::to_string(counts.served));
   if (measured.new_bind) {
-    observation.fact_text("new_server_bind",
-                          measured.new_bind->ok() ? "ok" : portreuse::outcome_name(portreuse::make_error(measured.new_bind->error)));
+    observation.fact_text(
+        "new_server_bind",
+        measured.new_bind->ok() ? "ok" : portreuse::outcome_name(portreuse::make_error(measured.new_bind->error)));
   }
   return observation;
 }
@@ -576,12 +577,24 @@ Observation run_strategy(Lab& lab, Strategy strategy) {
   return judge_restart(lab, strategy, measured);
 }
 
-Observation stop_start(Lab& lab) { return run_strategy(lab, Strategy::stop_start); }
-Observation stop_start_reuseaddr(Lab& lab) { return run_strategy(lab, Strategy::stop_start_reuseaddr); }
-Observation reuseport_overlap(Lab& lab) { return run_strategy(lab, Strategy::reuseport_overlap); }
-Observation reuseport_migrate(Lab& lab) { return run_strategy(lab, Strategy::reuseport_migrate); }
-Observation listen_fds_exec(Lab& lab) { return run_strategy(lab, Strategy::listen_fds); }
-Observation scm_rights_handover(Lab& lab) { return run_strategy(lab, Strategy::scm_rights); }
+Observation stop_start(Lab& lab) {
+  return run_strategy(lab, Strategy::stop_start);
+}
+Observation stop_start_reuseaddr(Lab& lab) {
+  return run_strategy(lab, Strategy::stop_start_reuseaddr);
+}
+Observation reuseport_overlap(Lab& lab) {
+  return run_strategy(lab, Strategy::reuseport_overlap);
+}
+Observation reuseport_migrate(Lab& lab) {
+  return run_strategy(lab, Strategy::reuseport_migrate);
+}
+Observation listen_fds_exec(Lab& lab) {
+  return run_strategy(lab, Strategy::listen_fds);
+}
+Observation scm_rights_handover(Lab& lab) {
+  return run_strategy(lab, Strategy::scm_rights);
+}
 
 // --long: every strategy again with ten times the requests, in one table; the answer is the
 // first request the three handover strategies lost (0: none).
@@ -600,13 +613,13 @@ Observation heavier_load(Lab& lab) {
     all_ran = all_ran && measured.restarted && measured.counts.served > 0;
     rows.push_back(table_row(strategy, measured.counts));
     by_refused.emplace_back(measured.counts.refused, strategy);
-    const bool handover = strategy == Strategy::reuseport_migrate || strategy == Strategy::listen_fds ||
-                          strategy == Strategy::scm_rights;
+    const bool handover =
+        strategy == Strategy::reuseport_migrate || strategy == Strategy::listen_fds || strategy == Strategy::scm_rights;
     if (handover && measured.counts.lost() > 0 && !first_loss) first_loss = measured.counts.answer();
     if (handover && measured.counts.last_served) last_served = measured.counts.last_served;
   }
-  lab.narrator().table("load", "what the clients' calls returned, " + std::to_string(kLongRequests) + " requests each:",
-                       rows);
+  lab.narrator().table("load",
+                       "what the clients' calls returned, " + std::to_string(kLongRequests) + " requests each:", rows);
   if (!all_ran) return lab.could_not_run("a restart did not happen under the load");
   auto observation = lab.observe(first_loss ? first_loss : last_served, {Evidence::listening, Evidence::accepted});
   std::vector<std::string> table(rows.begin() + 1, rows.end());
@@ -631,9 +644,10 @@ std::vector<Explanation> losses(std::string when_reset, std::string when_refused
 }
 
 const Experiment kExperiment{
-    .summary = "Four clients send short requests while the server is replaced, six ways. The table counts "
-               "what the clients' calls returned: refused, reset, timed out, served. " +
-               kLoadWords + " With --long, 2,000 requests per strategy.",
+    .summary =
+        "Four clients send short requests while the server is replaced, six ways. The table counts "
+        "what the clients' calls returned: refused, reset, timed out, served. " +
+        kLoadWords + " With --long, 2,000 requests per strategy.",
     .steps =
         {
             Step{
@@ -667,13 +681,13 @@ const Experiment kExperiment{
                 .source = "a common belief; issue 12's list: HAProxy, tableflip, systemd",
                 .claimed = kOk,
                 .said = Said::inference,
-                .explanations = losses(
-                    "SO_REUSEADDR did its part: the new server bound the port despite the TIME_WAITs. But "
-                    "between the old listener's close() and the new one's listen() there was no listening "
-                    "socket: the connections queued on the old one were reset when it closed, and every "
-                    "connect() in the gap was refused. The option fixes bind(), not the gap.",
-                    "The new server bound at once, yet connect() was refused while no socket listened.",
-                    "No request was lost: the gap fell between two requests of every client."),
+                .explanations =
+                    losses("SO_REUSEADDR did its part: the new server bound the port despite the TIME_WAITs. But "
+                           "between the old listener's close() and the new one's listen() there was no listening "
+                           "socket: the connections queued on the old one were reset when it closed, and every "
+                           "connect() in the gap was refused. The option fixes bind(), not the gap.",
+                           "The new server bound at once, yet connect() was refused while no socket listened.",
+                           "No request was lost: the gap fell between two requests of every client."),
                 .run = stop_start_reuseaddr,
             },
             Step{
@@ -685,14 +699,14 @@ const Experiment kExperiment{
                 .source = "discussed in go-reuseport #6, Pingora #427, Envoy #8031 and #15818",
                 .claimed = kOk,
                 .said = Said::inference,
-                .explanations = losses(
-                    "No connect() was refused: a listener was there all the time. But the kernel spreads new "
-                    "connections over the group by a hash of their addresses, so about half went into the old "
-                    "listener's queue after it had stopped accepting. Those connections are complete (connect() "
-                    "returned), and when the old listener closed, the kernel reset them: recv() -> "
-                    "ECONNRESET. Each socket of the group has its own queue.",
-                    "A connect() was refused although a listener should have been there all the time.",
-                    "No request was lost: none was queued on the old listener when it closed."),
+                .explanations =
+                    losses("No connect() was refused: a listener was there all the time. But the kernel spreads new "
+                           "connections over the group by a hash of their addresses, so about half went into the old "
+                           "listener's queue after it had stopped accepting. Those connections are complete (connect() "
+                           "returned), and when the old listener closed, the kernel reset them: recv() -> "
+                           "ECONNRESET. Each socket of the group has its own queue.",
+                           "A connect() was refused although a listener should have been there all the time.",
+                           "No request was lost: none was queued on the old listener when it closed."),
                 .run = reuseport_overlap,
             },
             Step{
@@ -703,14 +717,14 @@ const Experiment kExperiment{
                 .source = "ip-sysctl.rst (tcp_migrate_req); issue 12's list",
                 .claimed = kOk,
                 .said = Said::inference,
-                .explanations = losses(
-                    "Connections were reset although tcp_migrate_req = 1: some could not move to the new "
-                    "listener.",
-                    "A connect() was refused although a listener was there all the time.",
-                    "Every request was served. The old listener's queue still held connections when it "
-                    "closed, but with tcp_migrate_req = 1 the kernel moved them (and half-open ones) to the "
-                    "new listener of the same SO_REUSEPORT group, which accepted them. They waited, as long "
-                    "as the old server's drain, and were not lost."),
+                .explanations =
+                    losses("Connections were reset although tcp_migrate_req = 1: some could not move to the new "
+                           "listener.",
+                           "A connect() was refused although a listener was there all the time.",
+                           "Every request was served. The old listener's queue still held connections when it "
+                           "closed, but with tcp_migrate_req = 1 the kernel moved them (and half-open ones) to the "
+                           "new listener of the same SO_REUSEPORT group, which accepted them. They waited, as long "
+                           "as the old server's drain, and were not lost."),
                 .run = reuseport_migrate,
             },
             Step{
@@ -722,13 +736,13 @@ const Experiment kExperiment{
                 .source = "sd_listen_fds(3), systemd.socket(5); issue 12's list",
                 .claimed = kOk,
                 .said = Said::inference,
-                .explanations = losses(
-                    "A connection was reset although the listening socket was never closed.",
-                    "A connect() was refused although the listening socket was never closed.",
-                    "Every request was served. execve() replaces the program but keeps the process and its "
-                    "descriptors without FD_CLOEXEC: the listening socket was never closed, so its queue kept "
-                    "every connection that arrived while the new program started, and the new program "
-                    "accepted them from fd 3."),
+                .explanations =
+                    losses("A connection was reset although the listening socket was never closed.",
+                           "A connect() was refused although the listening socket was never closed.",
+                           "Every request was served. execve() replaces the program but keeps the process and its "
+                           "descriptors without FD_CLOEXEC: the listening socket was never closed, so its queue kept "
+                           "every connection that arrived while the new program started, and the new program "
+                           "accepted them from fd 3."),
                 .run = listen_fds_exec,
             },
             Step{
@@ -739,12 +753,12 @@ const Experiment kExperiment{
                 .source = "HAProxy's seamless reload (-x), tableflip; issue 12's list",
                 .claimed = kOk,
                 .said = Said::inference,
-                .explanations = losses(
-                    "A connection was reset although the listening socket was handed over.",
-                    "A connect() was refused although the listening socket was handed over.",
-                    "Every request was served. SCM_RIGHTS gave the new process another descriptor for the "
-                    "same listening socket: when the old server closed its copy, the socket, its port and "
-                    "its queue stayed, held by the new process."),
+                .explanations =
+                    losses("A connection was reset although the listening socket was handed over.",
+                           "A connect() was refused although the listening socket was handed over.",
+                           "Every request was served. SCM_RIGHTS gave the new process another descriptor for the "
+                           "same listening socket: when the old server closed its copy, the socket, its port and "
+                           "its queue stayed, held by the new process."),
                 .run = scm_rights_handover,
             },
             Step{
