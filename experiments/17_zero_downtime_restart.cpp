@@ -199,7 +199,8 @@ void leave(const Trace& server, int signal, int listener, int handover) {
 int serve_inherited_listener() {
   auto resumed = Trace::resume_after_exec();
   if (!resumed) {
-    const std::string why = "this argument is for the program's own restart; see --help\n";
+    const std::string why = "17-zero-downtime-restart: " + std::string(kInheritedFlag) +
+                            " is for the program's own restart (LISTEN_FDS); see --help\n";
     (void)!::write(STDERR_FILENO, why.data(), why.size());
     return 2;
   }

@@ -19,6 +19,7 @@
 #   13 client-side
 #   14 time-wait-length
 #   15 bind-map
+#   17 zero-downtime-restart
 #
 # Usage: scripts/run-all.sh [--list] [--only 02,05] [--step] [--json] [--long] [--no-build] [--no-color] [--help]
 set -euo pipefail
