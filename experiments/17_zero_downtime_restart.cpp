@@ -400,6 +400,62 @@ Measured restart_under_load(Lab& lab, Strategy strategy, int requests) {
       return;
     }
 
+    // The new server's process is forked before the load and waits for its start (a byte on
+    // `go`): on a busy machine a fork can take longer than the load, and what a fork costs is not
+    // what the strategies differ in. Its way to a listener is the strategy.
+    std::array<int, 2> go{};
+    you.must("pipe", ::pipe2(go.data(), O_CLOEXEC), "the new server's start");
+    std::function<int(Trace&)> get_listener;
+    switch (strategy) {
+      case Strategy::stop_start:
+      case Strategy::stop_start_reuseaddr:
+        get_listener = [&](Trace& server) { return open_listener(server, address, option, option_name); };
+        break;
+      case Strategy::reuseport_overlap:
+      case Strategy::reuseport_migrate:
+        // The new server joins the port's SO_REUSEPORT group, then tells the old one to go.
+        get_listener = [&](Trace& server) {
+          const int listener = open_listener(server, address, option, option_name);
+          if (listener >= 0) server.must("kill", ::kill(old_server, SIGTERM), "SIGTERM: the old server may stop");
+          return listener;
+        };
+        break;
+      case Strategy::listen_fds: break;  // the old server's own pid becomes the new program
+      case Strategy::scm_rights:
+        get_listener = [&](Trace& server) {
+          server.must("kill", ::kill(old_server, SIGUSR2), "SIGUSR2: hand me the listener");
+          char byte = 0;
+          iovec data{&byte, 1};
+          alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
+          msghdr message{};
+          message.msg_iov = &data;
+          message.msg_iovlen = 1;
+          message.msg_control = control.data();
+          message.msg_controllen = control.size();
+          const timeval limit{2, 0};
+          server.must("setsockopt", ::setsockopt(pair[1], SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit),
+                      "SO_RCVTIMEO=2s");
+          server.must("recvmsg", ::recvmsg(pair[1], &message, MSG_CMSG_CLOEXEC), "SCM_RIGHTS");
+          const cmsghdr* rights = CMSG_FIRSTHDR(&message);
+          if (rights == nullptr || rights->cmsg_type != SCM_RIGHTS) return -1;
+          int listener = -1;
+          std::memcpy(&listener, CMSG_DATA(rights), sizeof listener);
+          return listener;
+        };
+        break;
+    }
+    pid_t waiting_server = -1;
+    if (get_listener) {
+      waiting_server = start_process(you, [&]() {
+        if (!wait_ready(go[0])) return;  // no start within 3 s: the restart never came
+        auto server = t.alongside("new server", Role::server);
+        const int signals = signal_descriptor();
+        std::this_thread::sleep_for(kStartup);
+        const int listener = get_listener(server);
+        if (listener >= 0) serve(server, listener, signals);
+      });
+    }
+
     // The load: every client in a process of its own.
     you.note("starts " + std::to_string(kClients) + " clients, " + std::to_string(requests / kClients) +
              " requests each, " + std::to_string(kPause.count()) + " us apart (" + std::to_string(kBackOff.count()) +
@@ -421,58 +477,24 @@ Measured restart_under_load(Lab& lab, Strategy strategy, int requests) {
     restarting.note("the old server has served " + std::to_string(kServedBeforeRestart) + " requests: restart now");
 
     // The restart, one strategy each.
-    const auto new_server = [&](const std::function<int(Trace&, int signals)>& get_listener) {
-      return start_process(restarting, [&, get_listener]() {
-        auto server = t.alongside("new server", Role::server);
-        const int signals = signal_descriptor();
-        std::this_thread::sleep_for(kStartup);
-        const int listener = get_listener(server, signals);
-        if (listener >= 0) serve(server, listener, signals);
-      });
+    const auto start_new_server = [&]() {
+      restarting.note("the new server starts: it needs " + std::to_string(kStartup.count()) + " ms to get ready");
+      (void)!::write(go[1], "G", 1);
     };
-    pid_t current = old_server;
     switch (strategy) {
       case Strategy::stop_start:
       case Strategy::stop_start_reuseaddr: {
         restarting.must("kill", ::kill(old_server, SIGTERM), "SIGTERM to the old server");
         int status = 0;
         restarting.must("waitpid", ::waitpid(old_server, &status, 0), "the old server");
-        current = new_server([&](Trace& server, int) { return open_listener(server, address, option, option_name); });
+        start_new_server();
         break;
       }
       case Strategy::reuseport_overlap:
       case Strategy::reuseport_migrate:
-        // The new server joins the port's SO_REUSEPORT group, then tells the old one to go.
-        current = new_server([&](Trace& server, int) {
-          const int listener = open_listener(server, address, option, option_name);
-          if (listener >= 0) server.must("kill", ::kill(old_server, SIGTERM), "SIGTERM: the old server may stop");
-          return listener;
-        });
-        break;
+      case Strategy::scm_rights: start_new_server(); break;
       case Strategy::listen_fds:
         restarting.must("kill", ::kill(old_server, SIGHUP), "SIGHUP: the old server execs the new program");
-        break;
-      case Strategy::scm_rights:
-        current = new_server([&](Trace& server, int) {
-          server.must("kill", ::kill(old_server, SIGUSR2), "SIGUSR2: hand me the listener");
-          char byte = 0;
-          iovec data{&byte, 1};
-          alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
-          msghdr message{};
-          message.msg_iov = &data;
-          message.msg_iovlen = 1;
-          message.msg_control = control.data();
-          message.msg_controllen = control.size();
-          const timeval limit{2, 0};
-          server.must("setsockopt", ::setsockopt(pair[1], SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit),
-                      "SO_RCVTIMEO=2s");
-          server.must("recvmsg", ::recvmsg(pair[1], &message, MSG_CMSG_CLOEXEC), "SCM_RIGHTS");
-          const cmsghdr* rights = CMSG_FIRSTHDR(&message);
-          if (rights == nullptr || rights->cmsg_type != SCM_RIGHTS) return -1;
-          int listener = -1;
-          std::memcpy(&listener, CMSG_DATA(rights), sizeof listener);
-          return listener;
-        });
         break;
     }
 
@@ -481,10 +503,10 @@ Measured restart_under_load(Lab& lab, Strategy strategy, int requests) {
       int status = 0;
       restarting.call("waitpid", ::waitpid(client, &status, 0), "a client");
     }
-    if (current != old_server) {
-      restarting.call("kill", ::kill(current, SIGKILL), "SIGKILL to the new server: the step is over");
+    if (waiting_server > 0) {
+      restarting.call("kill", ::kill(waiting_server, SIGKILL), "SIGKILL to the new server: the step is over");
       int status = 0;
-      restarting.call("waitpid", ::waitpid(current, &status, 0), "the new server");
+      restarting.call("waitpid", ::waitpid(waiting_server, &status, 0), "the new server");
     }
     // The old server: it has left by itself (stop-start, overlap, handover), or it is now the
     // new program image (listen-fds-exec), or it never got the signal.
@@ -544,8 +566,11 @@ Observation judge_restart(Lab& lab, Strategy strategy, const Measured& measured)
   // A verdict needs the restart itself, and a load that ran across it: connections the old
   // server accepted, and requests made after the signal that began the restart.
   Observation observation;
+  // After a stop, the new server must have tried its bind() while the load still ran.
+  const bool stop_first = strategy == Strategy::stop_start || strategy == Strategy::stop_start_reuseaddr;
+  const bool bind_in_load = measured.new_bind && counts.last_request_at > measured.new_bind->at;
   if (!measured.served_by_old || !measured.restarted || measured.restart_at == 0 ||
-      counts.last_request_at <= measured.restart_at) {
+      counts.last_request_at <= measured.restart_at || (stop_first && !bind_in_load)) {
     observation = lab.could_not_run("the load did not run across a restart");
   } else {
     const auto answer = counts.answer();
