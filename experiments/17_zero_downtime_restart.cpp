@@ -446,6 +446,7 @@ Measured restart_under_load(Lab& lab, Strategy strategy, int requests) {
     }
     pid_t waiting_server = -1;
     if (get_listener) {
+      you.note("forks the new server now; it waits until it is told to start");
       waiting_server = start_process(you, [&]() {
         if (!wait_ready(go[0])) return;  // no start within 3 s: the restart never came
         auto server = t.alongside("new server", Role::server);
