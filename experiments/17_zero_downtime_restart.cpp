@@ -572,7 +572,13 @@ Observation judge_restart(Lab& lab, Strategy strategy, const Measured& measured)
   const bool bind_in_load = measured.new_bind && counts.last_request_at > measured.new_bind->at;
   if (!measured.served_by_old || !measured.restarted || measured.restart_at == 0 ||
       counts.last_request_at <= measured.restart_at || (stop_first && !bind_in_load)) {
+    // The failures of the load are its outcomes, not the cause: name the first other one.
     observation = lab.could_not_run("the load did not run across a restart");
+    for (const auto& event : lab.events()) {
+      if (event.ok() || event.role == Role::client || event.call == Call::note || event.call == Call::exited) continue;
+      observation = lab.could_not_run("the load did not run across a restart", event);
+      break;
+    }
   } else {
     const auto answer = counts.answer();
     auto situation = Situation::served_after_restart;
