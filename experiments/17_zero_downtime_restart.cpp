@@ -1,6 +1,6 @@
 // 17-zero-downtime-restart: Restarting without dropping connections, measured.
 //
-// Shows: four clients send short requests without pause while a server is replaced by a new
+// Shows: four clients send short requests, one after another, while a server is replaced by a new
 // one, six ways: stop then start (without and with SO_REUSEADDR), an SO_REUSEPORT overlap with
 // net.ipv4.tcp_migrate_req 0 and 1, the listening socket inherited across execve with the
 // LISTEN_FDS protocol of socket activation, and the listening socket handed over with
