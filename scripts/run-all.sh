@@ -21,6 +21,7 @@
 #   14 time-wait-length
 #   15 bind-map
 #   16 time-wait-accepts
+#   17 zero-downtime-restart
 #   18 client-traps
 #
 # Usage: scripts/run-all.sh [--list] [--only 02,05] [--step] [--quiz] [--json] [--long] [--no-ladder]

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <thread>
@@ -125,6 +126,12 @@ std::string_view call_name(Call call) {
     case Call::ioctl: return "ioctl";
     case Call::socket_table: return "socket_table";
     case Call::timer: return "timer";
+    case Call::socketpair: return "socketpair";
+    case Call::sendmsg: return "sendmsg";
+    case Call::recvmsg: return "recvmsg";
+    case Call::execve: return "execve";
+    case Call::dup2: return "dup2";
+    case Call::waitpid: return "waitpid";
   }
   return "?";
 }
@@ -157,7 +164,8 @@ int Trace::call(CallName name, Returned returned, std::string_view detail) {
   // it returned; any other call when it began, right after this process's previous call (or the
   // lab's last report) returned. So a send comes before the recv that got its bytes, even when
   // the receiver returned first.
-  const bool waits = name.call == Call::recv || name.call == Call::recvfrom || name.call == Call::accept;
+  const bool waits = name.call == Call::recv || name.call == Call::recvfrom || name.call == Call::accept ||
+                     name.call == Call::recvmsg || name.call == Call::waitpid;
   std::int64_t& previous = lab_ != nullptr ? lab_->last_at_ : last_at_;  // per process, not per actor
   const std::int64_t began = previous != 0 ? previous : returned.at;
   event.at = waits ? returned.at : began;
@@ -295,6 +303,36 @@ void Trace::record(Event event) {
   wire += actor;
   wire += detail;
   (void)!::write(pipe_fd_, wire.data(), wire.size());
+}
+
+namespace {
+constexpr const char* kTraceVariable = "PORTREUSE_TRACE";  // "fd origin role actor"
+}  // namespace
+
+std::string Trace::keep_across_exec() {
+  // F_DUPFD gives a copy without FD_CLOEXEC, above the descriptors a server hands on (3, 4...).
+  const int kept = ::fcntl(pipe_fd_, F_DUPFD, 10);
+  if (kept >= 0) pipe_fd_ = kept;
+  return std::string(kTraceVariable) + "=" + std::to_string(pipe_fd_) + " " + std::to_string(origin_) + " " +
+         std::to_string(static_cast<int>(role_)) + " " + actor_;
+}
+
+std::optional<Trace> Trace::resume_after_exec() {
+  const char* entry = std::getenv(kTraceVariable);
+  if (entry == nullptr) return std::nullopt;
+  int fd = -1;
+  int origin = 0;
+  int role = 0;
+  int used = 0;
+  if (std::sscanf(entry, "%d %d %d %n", &fd, &origin, &role, &used) != 3 || fd < 0 ||
+      ::fcntl(fd, F_GETFD) < 0 || role < 0 || role > static_cast<int>(Role::other)) {
+    return std::nullopt;
+  }
+  Trace resumed(nullptr, fd, std::string(entry + used), static_cast<Role>(role));
+  resumed.origin_ = origin;
+  ::fcntl(fd, F_SETFD, FD_CLOEXEC);  // not handed on any further
+  ::unsetenv(kTraceVariable);
+  return resumed;
 }
 
 // ---- Process -----------------------------------------------------------------------------
@@ -845,6 +883,8 @@ std::string_view situation_key(Situation situation) {
     case Situation::time_wait_kept: return "time-wait-kept";
     case Situation::timer_restarted: return "timer-restarted";
     case Situation::timer_not_restarted: return "timer-not-restarted";
+    case Situation::new_server_not_listening: return "new-server-not-listening";
+    case Situation::served_after_restart: return "served-after-restart";
   }
   return "?";
 }

@@ -50,7 +50,10 @@ enum class Call {
   write, ioctl, socket_table,
   // timer: the time left on a TIME_WAIT's timer as a process read it from the socket table
   // (value: milliseconds), so that a parent can compare two readings as numbers (16).
-  timer
+  timer,
+  // 17: handing a listening socket to the next server (SCM_RIGHTS, LISTEN_FDS across execve),
+  // and a process reaping its own children inside a namespace.
+  socketpair, sendmsg, recvmsg, execve, dup2, waitpid
 };
 std::string_view call_name(Call call);
 
@@ -69,7 +72,8 @@ struct CallName {
                                       "accept",      "recv",       "send",       "shutdown", "close", "fork",
                                       "kill",        "sendto",     "recvfrom",   "getsockname", "unshare", "sysctl",
                                       "pipe",        "exited",     "note",       "setgroups", "setgid", "setuid",
-                                      "write",       "ioctl",      "socket_table", "timer"};
+                                      "write",       "ioctl",      "socket_table", "timer",   "socketpair", "sendmsg",
+                                      "recvmsg",     "execve",     "dup2",       "waitpid"};
     for (int index = 0; index < static_cast<int>(std::size(kNames)); ++index) {
       if (same(text, kNames[index])) return static_cast<Call>(index);
     }
@@ -164,6 +168,12 @@ class Trace {
     silent_ = true;
     return *this;
   }
+  // Across execve (17: a server that execs its successor and keeps its listener): moves this
+  // child's report channel to a descriptor (10 or above) that survives exec and returns the
+  // environment entry that names it. The new program image resumes reporting with
+  // resume_after_exec(), which reads that entry; nullopt when there is none (not started so).
+  std::string keep_across_exec();
+  static std::optional<Trace> resume_after_exec();
 
  private:
   friend class Lab;
@@ -276,6 +286,8 @@ enum class Situation {
   time_wait_kept,         // 16: ... and still there after the crafted segment
   timer_restarted,        // 16: the TIME_WAIT timer read higher after the crafted FIN
   timer_not_restarted,    // 16: ... did not
+  new_server_not_listening,  // 17: the restarted server never listened (its bind failed)
+  served_after_restart,      // 17: the new server answered requests after the restart
 };
 std::string_view situation_key(Situation situation);  // "time-wait", as in the JSON
 
