@@ -33,7 +33,7 @@ Observation restart_after_server_close(Lab& lab) {
     t.must("bind", ::bind(listener, address.raw(), address.raw_length()), address);
     t.must("listen", ::listen(listener, 8));
     const int connection = t.must("accept", ::accept(listener, nullptr, nullptr));
-    t.receive_text(connection);
+    t.must_receive_text(connection);  // the client's hello: no answer without it
     t.send_text(connection, "message received");
     t.must("close", ::close(connection));  // the server closes first: the TIME_WAIT will be its own
     t.wait_for_signal();
@@ -68,9 +68,9 @@ Observation restart_after_server_close(Lab& lab) {
     }
     return 0;
   });
-  auto observation = lab.observe(restarted.wait_for("bind"),
-                                 {Evidence::accepted, Evidence::server_closed_first, Evidence::server_stopped},
-                                 left_behind);
+  auto observation = lab.observe(
+      restarted.wait_for("bind"),
+      {Evidence::accepted, Evidence::exchanged, Evidence::server_closed_first, Evidence::server_stopped}, left_behind);
   lab.report_time_waits(observation);
   return observation;
 }

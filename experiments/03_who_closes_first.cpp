@@ -36,7 +36,7 @@ Observation restart_after_client_close(Lab& lab) {
     t.must("bind", ::bind(listener, address.raw(), address.raw_length()), address);
     t.must("listen", ::listen(listener, 8));
     const int connection = t.must("accept", ::accept(listener, nullptr, nullptr));
-    std::string echo = t.receive_text(connection);
+    std::string echo = t.must_receive_text(connection);  // the client's hello: nothing to echo without it
     for (char& letter : echo) letter = static_cast<char>(std::toupper(static_cast<unsigned char>(letter)));
     t.send_text(connection, echo);
     t.receive_text(connection);  // 0 bytes: the client's FIN came first
@@ -76,8 +76,8 @@ Observation restart_after_client_close(Lab& lab) {
     }
   });
   auto observation = lab.observe(restarted.wait_for("bind"),
-                                 {Evidence::accepted, Evidence::client_closed_first, Evidence::server_stopped,
-                                  Evidence::time_wait_seen},
+                                 {Evidence::accepted, Evidence::exchanged, Evidence::client_closed_first,
+                                  Evidence::server_stopped, Evidence::time_wait_seen},
                                  left_behind);
   lab.report_time_waits(observation);
   return observation;

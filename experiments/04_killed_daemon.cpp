@@ -46,7 +46,7 @@ Observation restart_killed_daemon(Lab& lab, bool reuse_address) {
       // alarm() is not inherited across fork(), so the child sets its own bound on its life.
       ::alarm(10);
       t.must("close", ::close(listener));  // only the daemon listens
-      t.send_text(connection, t.receive_text(connection));  // echo
+      t.send_text(connection, t.must_receive_text(connection));  // echo: the client's hello, when it came
       t.wait_for_signal();  // it keeps the connection open, serving, until it is stopped
     }
     t.must("close", ::close(connection));  // the child has its own copy of the connection
@@ -83,8 +83,9 @@ Observation restart_killed_daemon(Lab& lab, bool reuse_address) {
       t.call("listen", ::listen(listener, 8));
     }
   });
-  auto observation = lab.observe(restarted.wait_for("bind"),
-                                 {Evidence::accepted, Evidence::forked, Evidence::server_stopped}, left_behind);
+  auto observation =
+      lab.observe(restarted.wait_for("bind"),
+                  {Evidence::accepted, Evidence::forked, Evidence::exchanged, Evidence::server_stopped}, left_behind);
   client.call("close", ::close(fd));  // the step then ends the child with its daemon's group
   return observation;
 }

@@ -44,7 +44,7 @@ Situation leave_a_time_wait(Lab& lab, std::optional<int> old_reuse) {
     t.must("bind", ::bind(listener, address.raw(), address.raw_length()), address);
     t.must("listen", ::listen(listener, 8));
     const int connection = t.must("accept", ::accept(listener, nullptr, nullptr));
-    t.receive_text(connection);
+    t.must_receive_text(connection);  // the client's hello: no answer without it
     t.send_text(connection, "message received");
     t.must("close", ::close(connection));  // the server closes first: the TIME_WAIT will be its own
     t.wait_for_signal();
@@ -88,8 +88,8 @@ Process start_again(Lab& lab, int reuse) {
 // The restart's bind() answers each step, once the old server's TIME_WAIT was really there.
 Observation answer(Lab& lab, const std::optional<Event>& bound, Situation left_behind) {
   auto observation = lab.observe(bound,
-                                 {Evidence::accepted, Evidence::server_closed_first, Evidence::server_stopped,
-                                  Evidence::time_wait_seen},
+                                 {Evidence::accepted, Evidence::exchanged, Evidence::server_closed_first,
+                                  Evidence::server_stopped, Evidence::time_wait_seen},
                                  left_behind);
   lab.report_time_waits(observation);
   return observation;

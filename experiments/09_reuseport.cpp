@@ -46,7 +46,7 @@ Observation restart_with_reuseport(Lab& lab, bool old_sets_it) {
     t.must("bind", ::bind(listener, address.raw(), address.raw_length()), address);
     t.must("listen", ::listen(listener, 8));
     const int connection = t.must("accept", ::accept(listener, nullptr, nullptr));
-    t.receive_text(connection);
+    t.must_receive_text(connection);  // the client's hello: no answer without it
     t.send_text(connection, "message received");
     t.must("close", ::close(connection));  // the server closes first: the TIME_WAIT is its own
     t.wait_for_signal();
@@ -78,9 +78,9 @@ Observation restart_with_reuseport(Lab& lab, bool old_sets_it) {
       t.call("listen", ::listen(listener, 8));
     }
   });
-  auto observation =
-      lab.observe(restarted.wait_for("bind"),
-                  {Evidence::accepted, Evidence::server_closed_first, Evidence::server_stopped}, left_behind);
+  auto observation = lab.observe(
+      restarted.wait_for("bind"),
+      {Evidence::accepted, Evidence::exchanged, Evidence::server_closed_first, Evidence::server_stopped}, left_behind);
   lab.report_time_waits(observation);
   return observation;
 }

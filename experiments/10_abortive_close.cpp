@@ -36,7 +36,7 @@ Observation restart_after_linger_abort(Lab& lab) {
     t.must("bind", ::bind(listener, address.raw(), address.raw_length()), address);
     t.must("listen", ::listen(listener, 8));
     const int connection = t.must("accept", ::accept(listener, nullptr, nullptr));
-    t.receive_text(connection);
+    t.must_receive_text(connection);  // the client's hello: no answer without it
     t.send_text(connection, "message received");
     const linger abort{1, 0};  // on, 0 seconds: close() resets the connection at once
     t.must("setsockopt", ::setsockopt(connection, SOL_SOCKET, SO_LINGER, &abort, sizeof abort), "SO_LINGER={1, 0}");
@@ -71,8 +71,8 @@ Observation restart_after_linger_abort(Lab& lab) {
     }
   });
   // The old server's close (after its SO_LINGER) was reached above: the abort happened.
-  auto observation =
-      lab.observe(restarted.wait_for("bind"), {Evidence::accepted, Evidence::server_stopped}, left_behind);
+  auto observation = lab.observe(restarted.wait_for("bind"),
+                                 {Evidence::accepted, Evidence::exchanged, Evidence::server_stopped}, left_behind);
   lab.report_time_waits(observation);
   return observation;
 }
@@ -92,7 +92,7 @@ Observation linger_abort_peer_read(Lab& lab) {
   const int connection = server.must("accept", ::accept(listener, nullptr, nullptr));
   client.send_text(fd, "send me the file");
   client.note("does not read for a moment");
-  server.receive_text(connection);
+  server.must_receive_text(connection);  // the request: the answer below is sent for it
 
   // The server sends the file 64 KiB at a time without waiting (MSG_DONTWAIT) until the kernel
   // takes no more: every byte that send() took, the program believes sent.

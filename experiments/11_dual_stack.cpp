@@ -75,6 +75,7 @@ struct Listener {
 // queued on none of them in time.
 struct Landing {
   int refused = 0;                         // connect()'s errno when it failed
+  std::optional<Event> failed_connect;     // that connect(), as recorded
   std::optional<std::size_t> accepted_by;  // which of the listeners accepted it
   std::string text;                        // the same in words, for the narration and the JSON
 };
@@ -89,7 +90,8 @@ Landing ipv4_client(Lab& lab, const std::vector<Listener>& listeners) {
               "SO_LINGER {on, 0 s}");
   Landing landing;
   if (client.call("connect", ::connect(fd, to.raw(), to.raw_length()), to) != 0) {
-    landing.refused = lab.events().back().error;
+    landing.failed_connect = lab.events().back();
+    landing.refused = landing.failed_connect->error;
     landing.text = "connect() fails with " + outcome_name(make_error(landing.refused));
     client.must("close", ::close(fd));
     return landing;
@@ -166,6 +168,15 @@ Observation ipv6_then_ipv4(Lab& lab, int v6only) {
   // IPV6_V6ONLY as read back, confirmed by where the IPv4 client went while the IPv6 socket was
   // alone: accepted by it (dual stack), or refused (IPv6 only).
   const int read_back = v6only_of(six, six_fd);
+  // A refused IPv4 client is a finding only where no socket took IPv4: the IPv6 socket alone with
+  // IPV6_V6ONLY=1. Refused by a dual-stack socket, or while the IPv4 server listened, it never
+  // reached the listener the step is about, and the step's scenario cannot be confirmed.
+  if (before.failed_connect && read_back != 1) {
+    return lab.could_not_run("the IPv4 client did not reach the dual-stack server", *before.failed_connect);
+  }
+  if (after && after->failed_connect) {
+    return lab.could_not_run("the IPv4 client did not reach a listening server", *after->failed_connect);
+  }
   auto situation = Situation::any;
   if (read_back == 0 && before.accepted_by == 0U) situation = Situation::dual_stack;
   if (read_back == 1 && before.refused == ECONNREFUSED) situation = Situation::v6_only;
@@ -211,6 +222,9 @@ Observation ipv4_then_dual_stack(Lab& lab) {
   if (answer.ok()) after = ipv4_client(lab, {{&four, four_fd}, {&six, six_fd}});
 
   const int read_back = v6only_of(six, six_fd);
+  if (after && after->failed_connect) {  // two listeners, and the IPv4 client reached neither
+    return lab.could_not_run("the IPv4 client did not reach a listening server", *after->failed_connect);
+  }
   const auto situation = read_back == 0 ? Situation::dual_stack : Situation::v6_only;
   auto observation = lab.observe(answer, {Evidence::listening}, situation);
   observation.fact("bindv6only", bindv6only).fact("ipv6_v6only", std::to_string(read_back));

@@ -446,21 +446,29 @@ Observation map_block(Lab& lab, MapPicture& picture, std::size_t sharing, std::s
   std::string port_note;
   std::uint16_t port = lab.port();  // free when the step started; no cell leaves anything on it
 
-  // The block's option on a socket, before its bind().
+  // The block's option on a socket, before its bind(). False when the kernel refused one: that
+  // cell would answer for another option (or another address) than its own, so it cannot run.
   const int on = 1;
   const auto set_options = [&](int fd, const Address& address) {
     if (block.sharing() == Sharing::reuse_address) {
-      setup.call("setsockopt", ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on), "SO_REUSEADDR=1");
+      if (setup.call("setsockopt", ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on), "SO_REUSEADDR=1") != 0) {
+        return false;
+      }
     }
     if (block.sharing() == Sharing::reuse_port) {
-      setup.call("setsockopt", ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on), "SO_REUSEPORT=1");
+      if (setup.call("setsockopt", ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on), "SO_REUSEPORT=1") != 0) {
+        return false;
+      }
     }
     // Set either way, so that the sysctl net.ipv6.bindv6only does not redraw the map.
     const int v6only = address.v6only ? 1 : 0;
     if (address.family == AF_INET6) {
-      setup.call("setsockopt", ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only),
-                 v6only == 1 ? "IPV6_V6ONLY=1" : "IPV6_V6ONLY=0");
+      if (setup.call("setsockopt", ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only),
+                     v6only == 1 ? "IPV6_V6ONLY=1" : "IPV6_V6ONLY=0") != 0) {
+        return false;
+      }
     }
+    return true;
   };
 
   Grid grid;
@@ -489,7 +497,11 @@ Observation map_block(Lab& lab, MapPicture& picture, std::size_t sharing, std::s
           failed();
           return result;
         }
-        set_options(held, one);
+        if (!set_options(held, one)) {
+          failed();
+          setup.call("close", ::close(held));
+          return result;
+        }
         if (setup.call("bind", ::bind(held, first_at.raw(), first_at.raw_length()), first_at) != 0 ||
             (block.listening() && setup.call("listen", ::listen(held, 8)) != 0)) {
           failed();
@@ -505,7 +517,12 @@ Observation map_block(Lab& lab, MapPicture& picture, std::size_t sharing, std::s
           setup.call("close", ::close(held));
           return result;
         }
-        set_options(other, two);
+        if (!set_options(other, two)) {
+          failed();
+          setup.call("close", ::close(other));
+          setup.call("close", ::close(held));
+          return result;
+        }
         answer.call("bind", ::bind(other, second_at.raw(), second_at.raw_length()), second_at);
         result.answer = lab.events().back();
         result.outcome = result.answer->error;

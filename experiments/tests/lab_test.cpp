@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <iostream>
 #include <sstream>
 
@@ -103,6 +104,47 @@ TEST_CASE("lab: the end of stream a client reads is evidence that the server clo
   CHECK(quiet.lab.saw(Evidence::accepted));
   CHECK(quiet.lab.saw(Evidence::server_closed_first));
   CHECK_FALSE(quiet.lab.saw(Evidence::client_closed_first));
+  server.reap();
+}
+
+TEST_CASE("lab: an exchange is evidence only when bytes went both ways and a missing request stops the step") {
+  QuietLab quiet(some_port());
+  std::array<int, 2> ends{};
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, ends.data()) == 0);
+  auto client = quiet.lab.actor("client", Role::client);
+  auto server = quiet.lab.actor("server", Role::server);
+  client.send_text(ends[0], "hello");
+  CHECK(server.must_receive_text(ends[1]) == "hello");
+  CHECK_FALSE(quiet.lab.saw(Evidence::exchanged));  // the answer has not come back yet
+  server.send_text(ends[1], "received");
+  CHECK(client.receive_text(ends[0]) == "received");
+  CHECK(quiet.lab.saw(Evidence::exchanged));
+  // The client hangs up without a second message: the server cannot answer what never came.
+  ::close(ends[0]);
+  CHECK_THROWS_AS(server.must_receive_text(ends[1]), ScenarioBroke);
+  CHECK(quiet.lab.events().back().call == Call::recv);
+  CHECK(quiet.lab.events().back().value == 0);
+  ::close(ends[1]);
+}
+
+TEST_CASE("lab: a child that ended before the point the step needs names its own failed call") {
+  QuietLab quiet(some_port());
+  auto you = quiet.lab.actor("you");
+  you.call("close", ::close(-1));  // an earlier failure of another actor (EBADF): not the cause
+  auto server = quiet.lab.spawn("server", Role::server, [](Trace& t) {
+    const Returned failed = [] {
+      errno = ECONNRESET;
+      return -1L;
+    }();
+    t.must("recv", failed);  // the request never came: the child ends before it closes
+    t.must("close", ::close(-1));
+  });
+  CHECK_THROWS_AS(server.must_reach("close"), ScenarioBroke);
+  const auto observation = quiet.lab.could_not_run("the server never answered");
+  REQUIRE(observation.could_not_run.has_value());
+  CHECK(observation.could_not_run->find("recv") != std::string::npos);
+  CHECK(observation.could_not_run->find("ECONNRESET") != std::string::npos);
+  CHECK(observation.could_not_run->find("EBADF") == std::string::npos);
   server.reap();
 }
 

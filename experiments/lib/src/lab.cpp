@@ -223,6 +223,19 @@ std::string Trace::receive_text(int fd) {
   return got;
 }
 
+std::string Trace::must_receive_text(int fd) {
+  std::array<char, 512> buffer{};
+  const Returned returned = ::recv(fd, buffer.data(), buffer.size(), 0);
+  if (returned.value > 0) {
+    std::string got(buffer.data(), static_cast<std::size_t>(returned.value));
+    call("recv", returned, "\"" + got + "\"");
+    return got;
+  }
+  if (returned.value < 0) must("recv", returned);  // records the failure and throws
+  call("recv", returned);                          // 0: the peer ended the stream, saying nothing
+  throw ScenarioBroke{"the peer's message never came: the stream ended first"};
+}
+
 void Trace::wait_for_signal() {
   note("waits until a signal stops it (Ctrl+C is SIGINT)");
   for (;;) ::pause();  // the child's lifetime alarm ends it at the latest
@@ -360,7 +373,18 @@ std::optional<Event> Process::wait_for(CallName call, Millis deadline) {
 
 Event Process::must_reach(CallName call, Millis deadline) {
   auto event = wait_for(call, deadline);
-  if (!event) throw ScenarioBroke{actor_ + " never reported " + std::string(call_name(call.call))};
+  if (!event) {
+    // What stopped the child is its own last failed call, not an earlier failure elsewhere.
+    for (auto index = lab_->events_.size(); index > 0; --index) {
+      const auto& reported = lab_->events_[index - 1];
+      if (reported.origin != origin_ || reported.ok() || reported.call == Call::note || reported.call == Call::exited) {
+        continue;
+      }
+      lab_->broken_at_ = index - 1;
+      break;
+    }
+    throw ScenarioBroke{actor_ + " never reported " + std::string(call_name(call.call))};
+  }
   if (!event->ok()) {
     lab_->broken_at_ = cursor_ - 1;  // wait_for stepped past the event it returned
     throw ScenarioBroke{"a call the scenario needs failed"};
@@ -497,6 +521,11 @@ void Lab::remember(Event event) {
     if (event.call == Call::socket_table) {
       seen_.insert(Evidence::table_read);
       if (event.value == static_cast<long>(TcpState::time_wait)) seen_.insert(Evidence::time_wait_seen);
+    }
+    if (event.call == Call::recv && event.value > 0) {
+      server_heard_ = server_heard_ || event.role == Role::server;
+      client_heard_ = client_heard_ || event.role == Role::client;
+      if (server_heard_ && client_heard_) seen_.insert(Evidence::exchanged);
     }
     if (event.call == Call::recv && event.value == 0) {
       if (event.role == Role::client) seen_.insert(Evidence::server_closed_first);
@@ -790,6 +819,7 @@ Observation Lab::could_not_run(std::string_view what_was_missing) {
 Observation Lab::could_not_run(std::string_view what_was_missing, const Event& failed) {
   pump(Millis(0));
   Observation observation;
+  observation.fact("calls", events_json());
   observation.call = failed.call;
   observation.could_not_run = std::string(what_was_missing) + ": " + std::string(call_name(failed.call)) +
                               (failed.detail.empty() ? "" : " " + printable(failed.detail)) + " (" + failed.actor +
@@ -831,6 +861,7 @@ std::string_view evidence_words(Evidence evidence) {
     case Evidence::forked: return "no child process took the connection";
     case Evidence::table_read: return "the socket table could not be read";
     case Evidence::time_wait_seen: return "no TIME_WAIT was seen";
+    case Evidence::exchanged: return "the server and the client did not both receive the other's message";
   }
   return "?";
 }

@@ -141,6 +141,10 @@ class Trace {
   int send_text(int fd, std::string_view text);
   // Receives once and records what came: the bytes, or end of stream (0), or the error.
   std::string receive_text(int fd);
+  // The same for a message the scenario cannot go on without (the client's request a server
+  // answers): when recv fails, or the stream ends before a byte came, the event is recorded and
+  // ScenarioBroke thrown. A server that never got the request must not be narrated answering it.
+  std::string must_receive_text(int fd);
   // For a server child: sleeps until a signal ends the process (or its lifetime runs out).
   [[noreturn]] void wait_for_signal();
 
@@ -198,7 +202,8 @@ class Process {
   // (whatever its outcome) and returns it; nullopt when the child ended or went quiet first.
   std::optional<Event> wait_for(CallName call, Millis deadline = kDefaultDeadline);
   // The same, for a point the scenario needs: throws ScenarioBroke unless `call` was reported
-  // and succeeded.
+  // and succeeded. When the child never reported it, the step is stopped on the child's last
+  // failed call (the must() that ended it), if it reported one.
   Event must_reach(CallName call, Millis deadline = kDefaultDeadline);
   // Reaps the child (after a signal, or when its body returned) and records how it ended.
   std::optional<ExitStatus> reap(Millis deadline = kDefaultDeadline);
@@ -225,6 +230,7 @@ enum class Evidence {
   forked,               // a fork() returned a child that serves the connection
   table_read,           // the kernel's socket table was read (the situation is known)
   time_wait_seen,       // the table showed a TIME_WAIT of this step's port
+  exchanged,            // a server received the client's message, and the client the answer
 };
 std::string_view evidence_words(Evidence evidence);
 
@@ -365,7 +371,8 @@ class Lab {
   Observation skip(CallName call, std::string why);
   // Could not run: names the first call that failed in this step, or what was missing.
   Observation could_not_run(std::string_view what_was_missing);
-  // The same, naming this failed call (when an earlier failure was part of the scenario).
+  // The same, naming this failed call (when an earlier failure was part of the scenario). Both
+  // forms add the step's calls as the "calls" fact: the evidence for what stopped it.
   Observation could_not_run(std::string_view what_was_missing, const Event& failed);
   // The longest timer of a TIME_WAIT bound to the step's port in the table show_sockets last
   // listed; nullopt when it listed none.
@@ -416,6 +423,8 @@ class Lab {
   std::string buffered_;
   std::vector<Event> events_;
   std::set<Evidence> seen_;
+  bool server_heard_ = false;  // a server's recv returned bytes (Evidence::exchanged)
+  bool client_heard_ = false;  // ... a client's recv
   std::set<int> owned_;  // descriptors the step opened; closed when it ends
   std::vector<SocketEntry> last_table_;
   bool last_table_read_ = false;          // whether last_table_ comes from a table that could be read
