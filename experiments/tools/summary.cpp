@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
     if (auto row = parse_flat_json(line)) rows.push_back(*row);
   }
   std::size_t step_width = 6;
-  std::size_t outcome_width = 14;
+  std::size_t outcome_width = 15;  // "observed here" and two spaces before the next header
   for (auto& row : rows) {
     step_width = std::max(step_width, row["step"].size() + 2);
     outcome_width = std::max({outcome_width, row["claimed"].size() + 2, row["outcome"].size() + 2});
@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
             << rows.size() << " steps. The claim holds here: " << counts["holds"]
             << ". Does not hold here: " << counts["does-not-hold"]
             << ". Depends on the platform: " << counts["depends-on-platform"] << ".";
-  if (counts["skipped"] > 0) std::cout << " Skipped (this system cannot run them): " << counts["skipped"] << ".";
+  if (counts["skipped"] > 0) std::cout << " Skipped (not for this user or this system: each step's note says why): " << counts["skipped"] << ".";
   if (counts["could-not-run"] > 0) std::cout << " Could not run: " << counts["could-not-run"] << ".";
   std::cout << "\n";
   if (unexpected > 0) {

@@ -1,7 +1,7 @@
 // tcp_client: the articles' client, for the classroom walkthrough (lessons/walkthrough.md). It
 // connects to a server on loopback, sends a message (the arguments, or each line typed on
 // standard input), prints each answer, and says which side closed the connection first, which
-// decides where TIME-WAIT stays. Refused, reset and unusable addresses get a plain explanation.
+// decides where TIME_WAIT stays. Refused, reset and unusable addresses get a plain explanation.
 //
 // Usage: tcp_client --port P [--addr A] [--bind ADDR:PORT] [--reuseaddr] [--close-first] [MESSAGE...]
 #include <poll.h>
@@ -179,7 +179,7 @@ class Client {
     return 0;
   }
 
-  // Who closes first decides who keeps TIME-WAIT: say which side it was.
+  // Who closes first decides who keeps TIME_WAIT: say which side it was.
   int finish() {
     if (!server_closed_ && !settings_.close_first) {
       out_.line("client", "waiting up to " + std::to_string(kDefaultDeadline.count() / 1000) +
@@ -217,9 +217,9 @@ std::optional<Endpoint> parse_local(const std::string& text) {
 int main(int argc, char** argv) {
   const CommandLine cli(
       "tcp_client", "--port P [--addr A] [--bind ADDR:PORT] [--reuseaddr] [--close-first] [MESSAGE...]",
-      "The articles' client, for the classroom walkthrough (lessons/walkthrough.md). It connects to a server\n"
-      "on loopback, sends MESSAGE (or each line typed on standard input, until Ctrl+D), prints the answers,\n"
-      "and then lets the server close first (waiting up to 3 s) unless --close-first is given.",
+      "The articles' client, for the classroom walkthrough (lessons/walkthrough.md). It connects to a server "
+      "on loopback, sends MESSAGE (or each line typed on standard input, until Ctrl+D), prints the answers, "
+      "and then lets the server close first (waiting up to 3 s, and saying so) unless --close-first is given.",
       {{"--port", "P", "the server's port (1-65535)"},
        {"--addr", "A", "the server's address: 127.0.0.1 (default), ::1, localhost, any 127.x.y.z"},
        {"--bind", "ADDR:PORT", "bind this local address and port before connecting (e.g. 127.0.0.1:40000)"},
@@ -239,7 +239,7 @@ int main(int argc, char** argv) {
   if (!server) return usage_error("bad address '" + address_text + "' (want an IP address such as 127.0.0.1)");
   // The walkthrough, like the whole suite, stays on this machine.
   if (!server->is_loopback()) {
-    return usage_error("address " + address_text + " is not loopback: this suite connects only to 127.0.0.0/8 and ::1");
+    return usage_error("address " + address_text + " is not loopback: the suite connects only to 127.0.0.0/8 and ::1");
   }
 
   Settings settings;

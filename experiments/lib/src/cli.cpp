@@ -123,7 +123,7 @@ std::variant<ParsedArgs, int> CommandLine::parse_or_exit(int argc, const char* c
 }
 
 int CommandLine::usage_error(std::string_view message) const {
-  std::cerr << program_ << ": " << message << "\n" << usage();
+  std::cerr << wrapped(program_ + ": ", message, 2) << usage();
   return kExitUsage;
 }
 

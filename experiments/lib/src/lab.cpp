@@ -11,6 +11,9 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 #include <thread>
 
 #include "portreuse/json.hpp"
@@ -84,6 +87,35 @@ std::string shown_actor(const Event& event) {
     return event.actor;
   }
   return event.actor + " " + pid;
+}
+
+// Whether `pid` is this process or one of its descendants: the run's own sockets belong to one of
+// them. Followed through /proc/PID/stat's parent field (a process that vanished meanwhile is not
+// counted as ours).
+bool in_this_run(pid_t pid) {
+  const pid_t self = ::getpid();
+  for (int hops = 0; pid > 1 && hops < 64; ++hops) {
+    if (pid == self) return true;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    const auto after_name = text.rfind(')');  // the command name may itself hold spaces or ')'
+    if (after_name == std::string::npos) return false;
+    std::istringstream fields(text.substr(after_name + 1));
+    std::string state;
+    long parent = 0;
+    if (!(fields >> state >> parent)) return false;
+    pid = static_cast<pid_t>(parent);
+  }
+  return pid == self;
+}
+
+// " (another program's: pid N comm)" for a socket whose owner is known and is not of this run;
+// empty otherwise (TIME_WAIT sockets have no owner, and /proc may not tell us another user's).
+std::string foreign_owner_mark(const SocketEntry& entry) {
+  if (entry.inode == 0) return {};
+  const auto owner = find_socket_owner(entry.inode);
+  if (!owner || in_this_run(owner->pid)) return {};
+  return " (another program's: pid " + std::to_string(owner->pid) + " " + owner->command + ")";
 }
 
 }  // namespace
@@ -563,7 +595,7 @@ Situation Lab::show_sockets(std::string_view caption, std::uint16_t port, Transp
   bool time_wait = false;
   bool bound = false;
   for (const auto& entry : last_table_) {
-    rows.push_back(entry.describe());
+    rows.push_back(entry.describe() + foreign_owner_mark(entry));
     if (entry.local.port() != port) continue;
     if (entry.is(TcpState::listen)) {
       listener = true;
