@@ -130,7 +130,8 @@ std::string clock_in(double seconds) {
 // After this side closed first: how long the kernel keeps the connection, read from the socket
 // table (never assumed), so that a class knows until when the restart of the walkthrough's step 4
 // still fails. The client closes a moment later; until then the connection is in FIN-WAIT-2.
-void report_time_wait(std::uint16_t local_port, const Endpoint& peer, const Narrator& out, const std::string& actor) {
+void report_time_wait(std::uint16_t local_port, const Endpoint& peer, bool reuse_address, const Narrator& out,
+                      const std::string& actor) {
   const auto until = std::chrono::steady_clock::now() + Millis(1000);
   for (;;) {
     auto table = read_socket_table(Transport::tcp);
@@ -145,8 +146,10 @@ void report_time_wait(std::uint16_t local_port, const Endpoint& peer, const Narr
     if (found && found->is(TcpState::time_wait)) {
       char seconds[16];
       std::snprintf(seconds, sizeof seconds, "%.0f", found->timer_seconds);
+      // On Linux the TIME_WAIT keeps this socket's SO_REUSEADDR: that decides which restart passes.
       out.line(actor, "the kernel keeps it in TIME_WAIT for " + std::string(seconds) + " s more (until " +
-                          clock_in(found->timer_seconds) + "): a restart without SO_REUSEADDR fails until then");
+                          clock_in(found->timer_seconds) + "): until then a restart on this port fails" +
+                          (reuse_address ? " unless it sets SO_REUSEADDR too" : ", with or without SO_REUSEADDR"));
       return;
     }
     if (std::chrono::steady_clock::now() >= until) {
@@ -167,7 +170,7 @@ void close_connection(UniqueFd& connection, ServeEnd end, const Settings& settin
   if (settings.linger0) text += " with SO_LINGER 0 (an abortive close: RST instead of FIN)";
   out.line(actor, text);
   const bool closed_first = end == ServeEnd::server_closes_first || end == ServeEnd::stopped;
-  if (closed_first && !settings.linger0 && local) report_time_wait(local->port(), peer, out, actor);
+  if (closed_first && !settings.linger0 && local) report_time_wait(local->port(), peer, settings.options.reuse_address.value_or(0) == 1, out, actor);
 }
 
 // The HP-UX daemon's way: a child serves the connection while the parent goes on listening. The
