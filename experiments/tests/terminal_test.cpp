@@ -116,7 +116,7 @@ class Tmux {
     if (!session_started_) {
       // 80 columns, as a classroom terminal; capture-pane -J joins what wraps.
       arguments = {"new-session", "-d", "-x",       "80", "-y", "50",         "-s",
-                   "walk",        "-c", directory_, "-P",  "-F", "#{pane_id}", shell};
+                   "walk",        "-c", directory_, "-P", "-F", "#{pane_id}", shell};
     } else {
       arguments = {"split-window", "-d", "-v", "-t", "walk", "-c", directory_, "-P", "-F", "#{pane_id}", shell};
     }
@@ -137,6 +137,12 @@ class Tmux {
     REQUIRE(run({"send-keys", "-t", pane, "-l", command}).status.code == 0);
     REQUIRE(run({"send-keys", "-t", pane, "Enter"}).status.code == 0);
     last_command_[pane] = command;
+  }
+
+  // Types a line into the program running in the pane (not a new command for the shell).
+  void type_into(const std::string& pane, const std::string& line) const {
+    REQUIRE(run({"send-keys", "-t", pane, "-l", line}).status.code == 0);
+    REQUIRE(run({"send-keys", "-t", pane, "Enter"}).status.code == 0);
   }
 
   void press(const std::string& pane, const std::string& key) const {
@@ -268,7 +274,7 @@ TEST_SUITE("terminal") {
     const auto talk = tmux.expect(client, {"answer: \"HELLO\"", "the server closed the connection first"});
     tmux.expect_prompt(client);
     tmux.expect(server, {"connection from 127.0.0.1:", "received \"hello\"", "answered \"HELLO\"",
-                         "closed the connection first (--close-first)", "in TIME_WAIT for", "s more (until "});
+                         "closed the connection first (--close-first)", "in TIME_WAIT for", "s more (until"});
 
     // Step 3: Ctrl+C; the server closes cleanly and the shell is back.
     tmux.press(server, "C-c");
@@ -301,11 +307,15 @@ TEST_SUITE("terminal") {
     // Step 7: the countdown runs down to an empty table; Ctrl+C ends the watch on a line of its own.
     tmux.type(client, "socket_states " + port + " --watch");
     tmux.expect(client, {"refreshing every second", "bound for another"});
-    const auto emptied = tmux.wait_for_screen(
-        client, [&](const std::string& text) { return text.find("(no sockets: nothing uses port " + port) != std::string::npos; },
+    const auto emptied_screen = tmux.wait_for_screen(
+        client,
+        [&](const std::string&) {
+          return tmux.output(client).find("(no sockets: nothing uses port " + port) != std::string::npos;
+        },
         Millis(80000));
-    CHECK_MESSAGE(emptied.find("(no sockets: nothing uses port " + port) != std::string::npos,
-                  "the TIME_WAIT did not end within 80 s; the terminal shows:\n" << emptied);
+    CHECK_MESSAGE(tmux.output(client).find("(no sockets: nothing uses port " + port) != std::string::npos,
+                  "the TIME_WAIT did not end within 80 s; the terminal shows:\n"
+                      << emptied_screen);
     tmux.press(client, "C-c");
     tmux.wait_for_screen(client, prompt_after_ctrl_c);
     CHECK_MESSAGE(prompt_after_ctrl_c(tmux.screen(client)), "the prompt does not start a line of its own:\n"
@@ -336,13 +346,15 @@ TEST_SUITE("terminal") {
     tmux.expect(server, {"SIGINT: closed the listening socket; exiting"});
     tmux.expect_prompt(server);
 
-    // If the minute ran out: one command brings a TIME_WAIT back on the server's side.
-    tmux.type(client, "tcp_server --port " + port + " --close-first --once & sleep 1; tcp_client --port " + port +
-                          " hello");
+    // If the minute ran out: on a free port, one command brings a TIME_WAIT back on the server's
+    // side, and the restart of step 4 fails again.
+    const auto again_port = std::to_string(fresh_port());
+    tmux.type(client, "tcp_server --port " + again_port + " --close-first --once & sleep 1; tcp_client --port " +
+                          again_port + " hello");
     tmux.expect(client, {"answer: \"HELLO\"", "served one connection (--once)"});
     tmux.expect_prompt(client);
-    tmux.type(server, "tcp_server --port " + port + " --close-first");
-    tmux.expect(server, {"EADDRINUSE (Address already in use)", "TIME-WAIT  127.0.0.1:" + port});
+    tmux.type(server, "tcp_server --port " + again_port + " --close-first");
+    tmux.expect(server, {"EADDRINUSE (Address already in use)", "TIME-WAIT  127.0.0.1:" + again_port});
     tmux.expect_prompt(server);
 
     // Variation 1: the client closes first; its TIME_WAIT leaves the server's port free.
@@ -370,7 +382,7 @@ TEST_SUITE("terminal") {
     tmux.expect(server, {"listening on 0.0.0.0:" + v2});
     tmux.type(client, "tcp_client --port " + v2 + " --close-first");
     tmux.expect(client, {"type a line and press Enter; Ctrl+D ends"});
-    tmux.type(client, "still here");
+    tmux.type_into(client, "still here");
     tmux.expect(client, {"answer: \"STILL HERE\""});
     tmux.press(server, "C-c");
     tmux.expect(server, {"still serves its connection"});
@@ -379,10 +391,17 @@ TEST_SUITE("terminal") {
     tmux.expect(server, {"EADDRINUSE (Address already in use)", "ESTAB      127.0.0.1:" + v2, "tcp_server"});
     tmux.expect_prompt(server);
     tmux.press(client, "C-d");
-    tmux.wait_for_screen(client, [](const std::string& text) { return text.find("  closed\n") != std::string::npos; });
-    const auto left = tmux.screen(client);
+    tmux.expect(client, {"  closed\n"});
+    const auto left = tmux.expect_prompt(client);
     CHECK(left.find("closing the connection first (--close-first)") != std::string::npos);
     CHECK(left.find("waiting up to") == std::string::npos);
+    // The child's last lines land in A after its prompt; Enter there gives a fresh one.
+    tmux.wait_for_screen(server, [](const std::string& text) {
+      return text.find("the client closed the connection (it closed first)") != std::string::npos;
+    });
+    CHECK(tmux.screen(server).find("the client closed the connection (it closed first)") != std::string::npos);
+    tmux.press(server, "Enter");
+    tmux.wait_for_screen(server, prompt_after_ctrl_c);
     tmux.type(client, "socket_states " + v2);
     CHECK(has_row(tmux.expect_prompt(client), {"TIME-WAIT", "127.0.0.1:", "127.0.0.1:" + v2, "kernel"}));
 

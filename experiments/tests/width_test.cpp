@@ -176,8 +176,10 @@ TEST_SUITE("width") {
     }
 
     // Refusals: bad input, a refused connection, an address off this machine.
-    check_fits("tcp_client refused", run_program({tool_path("tcp_client"), "--port", std::to_string(fresh_port()), "x"}));
-    check_fits("tcp_client off loopback", run_program({tool_path("tcp_client"), "--port", port, "--addr", "192.0.2.1"}));
+    check_fits("tcp_client refused",
+               run_program({tool_path("tcp_client"), "--port", std::to_string(fresh_port()), "x"}));
+    check_fits("tcp_client off loopback",
+               run_program({tool_path("tcp_client"), "--port", port, "--addr", "192.0.2.1"}));
     check_fits("tcp_client bad --bind", run_program({tool_path("tcp_client"), "--port", port, "--bind", "nowhere"}));
     check_fits("tcp_server bad port", run_program({tool_path("tcp_server"), "--port", "65536"}));
     check_fits("socket_states bad count", run_program({tool_path("socket_states"), port, "--count", "9"}));

@@ -75,7 +75,10 @@ int main(int argc, char** argv) {
             << rows.size() << " steps. The claim holds here: " << counts["holds"]
             << ". Does not hold here: " << counts["does-not-hold"]
             << ". Depends on the platform: " << counts["depends-on-platform"] << ".";
-  if (counts["skipped"] > 0) std::cout << " Skipped (not for this user or this system: each step's note says why): " << counts["skipped"] << ".";
+  if (counts["skipped"] > 0) {
+    std::cout << " Skipped (not for this user or this system: each step's note says why): " << counts["skipped"]
+              << ".";
+  }
   if (counts["could-not-run"] > 0) std::cout << " Could not run: " << counts["could-not-run"] << ".";
   std::cout << "\n";
   if (unexpected > 0) {

@@ -15,8 +15,8 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
-#include <thread>
 #include <iostream>
+#include <thread>
 #include <variant>
 
 #include "portreuse/cli.hpp"
@@ -170,7 +170,8 @@ void close_connection(UniqueFd& connection, ServeEnd end, const Settings& settin
   if (settings.linger0) text += " with SO_LINGER 0 (an abortive close: RST instead of FIN)";
   out.line(actor, text);
   const bool closed_first = end == ServeEnd::server_closes_first || end == ServeEnd::stopped;
-  if (closed_first && !settings.linger0 && local) report_time_wait(local->port(), peer, settings.options.reuse_address.value_or(0) == 1, out, actor);
+  if (closed_first && !settings.linger0 && local)
+    report_time_wait(local->port(), peer, settings.options.reuse_address.value_or(0) == 1, out, actor);
 }
 
 // The HP-UX daemon's way: a child serves the connection while the parent goes on listening. The
@@ -285,7 +286,8 @@ int run(const Settings& settings) {
 
 int main(int argc, char** argv) {
   const CommandLine cli(
-      "tcp_server", "--port P [--addr A] [--reuseaddr] [--reuseport] [--close-first] [--fork] [--linger0] [--receipt] [--once]",
+      "tcp_server",
+      "--port P [--addr A] [--reuseaddr] [--reuseport] [--close-first] [--fork] [--linger0] [--receipt] [--once]",
       "The articles' server, for the classroom walkthrough (lessons/walkthrough.md). It answers each message "
       "in upper case (or with a fixed receipt), says who connected, and runs until Ctrl+C. When it closes "
       "a connection first it says how long the kernel keeps it in TIME_WAIT. When bind() or listen() fails "
