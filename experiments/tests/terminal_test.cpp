@@ -350,8 +350,8 @@ TEST_SUITE("terminal") {
     // side, and the restart of step 4 fails again.
     const auto again_port = std::to_string(fresh_port());
     tmux.type(client, "tcp_server --port " + again_port + " --close-first --once & sleep 1; tcp_client --port " +
-                          again_port + " hello");
-    tmux.expect(client, {"answer: \"HELLO\"", "served one connection (--once)"});
+                          again_port + " hi; wait");
+    tmux.expect(client, {"answer: \"HI\"", "served one connection (--once)"});
     tmux.expect_prompt(client);
     tmux.type(server, "tcp_server --port " + again_port + " --close-first");
     tmux.expect(server, {"EADDRINUSE (Address already in use)", "TIME-WAIT  127.0.0.1:" + again_port});
