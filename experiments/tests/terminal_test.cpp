@@ -482,14 +482,17 @@ TEST_SUITE("terminal") {
       });
       text = tmux.output(terminal);
       if (text.find("experiment(s) in") != std::string::npos) break;
+      // Exactly one more pause per Enter: nothing ran past the next pause.
+      CHECK(count_of(text, "[Enter]") == pauses + 1);
       pauses = count_of(text, "[Enter]");
       CAPTURE(text);
       CHECK(text.find("Experiment " + first.number + ":") != std::string::npos);
-      // Paused before step N: N - 1 steps have run.
-      CHECK(count_of(text, "--- step ") + 2 == pauses);
+      // A pause before each step, the experiment's own, and those inside steps (where the
+      // step's sockets are up for a look): at least one more than the steps begun.
+      CHECK(count_of(text, "--- step ") + 1 <= pauses);
     }
     tmux.expect(terminal, {"Summary: what the articles claim", "experiment(s) in"});
-    CHECK(count_of(tmux.output(terminal), "--- step ") + 1 == pauses);
+    CHECK(count_of(tmux.output(terminal), "--- step ") + 1 <= pauses);
     tmux.expect_prompt(terminal);
   }
 }
