@@ -190,7 +190,7 @@ void print_table(std::uint16_t port, const std::vector<Row>& rows, const Narrato
               << "\n";
   }
   if (foreign_seen) {
-    std::cout << "* another program's socket: not one of this suite's tools (" << directory << ")\n";
+    std::cout << "* another program's socket, not one of this suite's tools\n";
   }
   if (watching) std::cout << paint.paint("refreshing every second; Ctrl+C stops", Tone::dim) << "\n";
   std::cout << std::flush;
