@@ -17,7 +17,7 @@
 namespace portreuse::testing {
 namespace {
 
-TEST_CASE("step tables: another program's socket on the port is marked, the run's own are not") {
+TEST_CASE("step tables: another program's socket on the port is marked and the run's own are not") {
   const auto port = free_tcp_port();
   REQUIRE(port.has_value());
   const auto address = *Endpoint::parse("127.0.0.1", *port);

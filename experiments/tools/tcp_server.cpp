@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <ctime>
@@ -119,7 +120,7 @@ ServeEnd serve(int connection, const Settings& settings, const Narrator& out, co
 }
 
 std::string clock_in(double seconds) {
-  const std::time_t at = std::time(nullptr) + static_cast<std::time_t>(seconds + 0.5);
+  const std::time_t at = std::time(nullptr) + static_cast<std::time_t>(std::lround(seconds));
   std::tm local{};
   ::localtime_r(&at, &local);
   std::array<char, 16> text{};
@@ -144,10 +145,10 @@ void report_time_wait(std::uint16_t local_port, const Endpoint& peer, bool reuse
       }
     }
     if (found && found->is(TcpState::time_wait)) {
-      char seconds[16];
-      std::snprintf(seconds, sizeof seconds, "%.0f", found->timer_seconds);
+      std::array<char, 16> seconds{};
+      std::snprintf(seconds.data(), seconds.size(), "%.0f", found->timer_seconds);
       // On Linux the TIME_WAIT keeps this socket's SO_REUSEADDR: that decides which restart passes.
-      out.line(actor, "the kernel keeps it in TIME_WAIT for " + std::string(seconds) + " s more (until " +
+      out.line(actor, "the kernel keeps it in TIME_WAIT for " + std::string(seconds.data()) + " s more (until " +
                           clock_in(found->timer_seconds) + "): until then a restart on this port fails" +
                           (reuse_address ? " unless it sets SO_REUSEADDR too" : ", with or without SO_REUSEADDR"));
       return;
