@@ -100,6 +100,7 @@ const Experiment kExperiment{
                          "port is free and a restart succeeds.",
                 .source = "\"端口复用 (bind error: Address already in use 问题)\" (port reuse)",
                 .claimed = kOk,
+                .said = Said::inference,
                 .explanations =
                     {
                         {kOk, Situation::client_time_wait,

@@ -209,6 +209,7 @@ const Experiment kExperiment{
                          "already listens is refused as well (the article's reasoning, applied the other way round).",
                 .source = "\"Port reuse So_Reuseaddr\"",
                 .claimed = EADDRINUSE,
+                .said = Said::inference,
                 .explanations =
                     {
                         {EADDRINUSE, Situation::listener,
@@ -258,6 +259,7 @@ const Experiment kExperiment{
                          "whatever the order of the calls.",
                 .source = "\"Port reuse So_Reuseaddr\"",
                 .claimed = kOk,
+                .said = Said::inference,
                 .elsewhere = kBsdReuseAddress,
                 .explanations =
                     {
@@ -287,6 +289,7 @@ const Experiment kExperiment{
                          "port (the article credits SO_REUSEADDR; this step sets SO_REUSEPORT instead).",
                 .source = "\"Port reuse So_Reuseaddr\"",
                 .claimed = kOk,
+                .said = Said::inference,
                 .explanations =
                     {
                         {kOk, Situation::most_specific_wins,

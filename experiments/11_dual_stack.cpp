@@ -290,6 +290,7 @@ const Experiment kExperiment{
                          "wildcard socket already holds.",
                 .source = kIpv6Manual,
                 .claimed = EADDRINUSE,
+                .said = Said::inference,
                 .explanations =
                     {
                         {EADDRINUSE, Situation::dual_stack,

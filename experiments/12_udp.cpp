@@ -135,6 +135,7 @@ const Experiment kExperiment{
                          "'Address already in use' (said of TCP servers; tried here with UDP).",
                 .source = "\"Port reuse So_Reuseaddr\"",
                 .claimed = EADDRINUSE,
+                .said = Said::inference,
                 .explanations =
                     {
                         {EADDRINUSE, Situation::any,
@@ -155,6 +156,7 @@ const Experiment kExperiment{
                 .claim = "With SO_REUSEADDR (or SO_REUSEPORT) set before bind(), the same port can be bound again.",
                 .source = "\"端口复用 (bind error: Address already in use 问题)\"",
                 .claimed = kOk,
+                .said = Said::inference,
                 .explanations =
                     {
                         {kOk, Situation::all_to_second,

@@ -2,7 +2,9 @@
 # reliability.sh: the figures in README's reliability section, measured on this machine.
 #  1. every experiment test 50 times over, two at a time (ctest -j2 --repeat until-fail:50);
 #  2. the robustness suite (leftovers, Ctrl+C, 20 back-to-back run-all runs, bad input,
-#     foreign ports, descriptor exhaustion).
+#     foreign ports, descriptor exhaustion), with the fault-injection test: every experiment
+#     under each injected fault, tight `ulimit -n` and `ulimit -u` (one row per run in
+#     build/reliability-faults.txt).
 # Usage: scripts/reliability.sh   (after: cmake --workflow --preset default)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,7 +22,9 @@ repeat_line=$(grep -E 'tests passed' build/reliability-repeat.log || echo "no re
 
 started=$(now_ms)
 robust_status=0
-ctest --preset robustness >build/reliability-robustness.log 2>&1 || robust_status=$?
+rm -f build/reliability-faults.txt
+PORTREUSE_FAULT_REPORT="$PWD/build/reliability-faults.txt" \
+  ctest --preset robustness >build/reliability-robustness.log 2>&1 || robust_status=$?
 robust_ms=$(($(now_ms) - started))
 robust_line=$(grep -E 'tests passed' build/reliability-robustness.log || echo "no result line")
 
@@ -38,6 +42,18 @@ awk '/Test +#[0-9]+: robustness: / {
   sub(/ \.+.*$/, "", line)
   printf "| %s | | %s | %s s |\n", line, status, seconds
 }' build/reliability-robustness.log
+# The fault-injection runs: "NN | condition | steps | could-not-run | verdicts | injected | ms | problems".
+if [[ -s build/reliability-faults.txt ]]; then
+  awk -F' [|] ' '{
+    runs++; if ($8 ~ /^ok/) clean++
+    if ($2 ~ /^ulimit -n/) limit_n++; else if ($2 ~ /^ulimit -u/) limit_u++; else faults++
+    experiments[$1] = 1
+  } END {
+    n = 0; for (e in experiments) n++
+    printf "| fault injection: %d experiments under injected faults, `ulimit -n` and `ulimit -u` | %d runs (%d faulted, %d -n, %d -u) | %d clean, %d with problems (build/reliability-faults.txt) | |\n",
+      n, runs, faults, limit_n, limit_u, clean, runs - clean
+  }' build/reliability-faults.txt
+fi
 
 if [[ $repeat_status -ne 0 || $robust_status -ne 0 ]]; then
   echo "reliability.sh: failures; see build/reliability-repeat.log and build/reliability-robustness.log" >&2

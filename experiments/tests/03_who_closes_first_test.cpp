@@ -15,7 +15,7 @@ TEST_CASE("03 who-closes-first: each step gives the Linux outcome") {
   REQUIRE(restart != nullptr);
   CHECK(restart->at("time_wait_side") == "client");
   CHECK(restart->at("situation") == "time-wait-on-client");
-  CHECK(restart->at("verdict") == "holds");
+  CHECK(restart->at("verdict") == "inference-holds");
   // The client's TIME_WAIT keeps its ephemeral port, not the server's.
   CHECK(restart->at("time_wait_holds_port") != "null");
   CHECK(restart->at("time_wait_holds_port") != restart->at("port"));

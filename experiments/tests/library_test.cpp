@@ -6,11 +6,8 @@
 
 #include "portreuse/child.hpp"
 #include "portreuse/cli.hpp"
-#include "portreuse/experiment.hpp"
 #include "portreuse/json.hpp"
 #include "portreuse/ports.hpp"
-#include "portreuse/scenarios.hpp"
-#include "portreuse/server.hpp"
 #include "portreuse/socket_table.hpp"
 
 namespace portreuse {
@@ -127,37 +124,6 @@ TEST_CASE("json: written objects read back with escapes") {
   CHECK_FALSE(parse_flat_json("{\"a\":1} trailing").has_value());
 }
 
-TEST_CASE("verdicts and explanations are chosen from the observed outcome") {
-  Step step;
-  step.claimed = "EADDRINUSE";
-  step.explanations = {{"EADDRINUSE", "time-wait", "tw"}, {"EADDRINUSE", "", "any refusal"}, {"*", "", "fallback"}};
-  CHECK(judge("EADDRINUSE", step) == Verdict::holds);
-  CHECK(judge("ok", step) == Verdict::does_not_hold);
-  step.elsewhere = "BSD";
-  CHECK(judge("ok", step) == Verdict::depends_on_platform);
-  CHECK(choose_explanation(step, "EADDRINUSE", "time-wait") == "tw");
-  CHECK(choose_explanation(step, "EADDRINUSE", "clean") == "any refusal");
-  CHECK(choose_explanation(step, "ok", "clean") == "fallback");
-  step.explanations.pop_back();
-  CHECK(choose_explanation(step, "ECONNRESET", "").find("no explanation prepared for ECONNRESET") != std::string::npos);
-}
-
-TEST_CASE("situations: what is bound to a port is classified only when it was observed") {
-  const auto listener = parse_proc_net_line(
-      "   1: 00000000:CCE1 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 5566 1 0 100 0 0 10 "
-      "0",
-      AF_INET, Transport::tcp, 100);
-  const auto time_wait = parse_proc_net_line(
-      "   2: 0100007F:CCE1 0100007F:BAD6 06 00000000:00000000 03:0000176A 00000000     0        0 0 3 0", AF_INET,
-      Transport::tcp, 100);
-  REQUIRE(listener.has_value());
-  REQUIRE(time_wait.has_value());
-  CHECK(classify_holders(std::vector<SocketEntry>{}) == "clean");
-  CHECK(classify_holders(std::vector<SocketEntry>{*time_wait}) == "time-wait");
-  CHECK(classify_holders(std::vector<SocketEntry>{*time_wait, *listener}) == "listener");
-  CHECK(classify_holders(Result<std::vector<SocketEntry>>(make_error(ENOENT))) == "unobserved");
-}
-
 TEST_CASE("child process: exit status and signals and reaping on destruction") {
   auto exits = ChildProcess::fork_running([] { return 7; });
   REQUIRE(exits.has_value());
@@ -198,28 +164,6 @@ TEST_CASE("run_command: captures output and kills what overruns its deadline") {
   auto hang = run_command({"/bin/sleep", "30"}, Millis(100));
   REQUIRE(hang.has_value());
   CHECK(hang->timed_out);
-}
-
-TEST_CASE("server process: reports each call and answers like the articles' servers") {
-  auto port = free_tcp_port();
-  REQUIRE(port.has_value());
-  ServerPlan plan;
-  plan.address = *Endpoint::parse("127.0.0.1", *port);
-  plan.clients = 1;
-  auto server = ServerProcess::start(plan);
-  REQUIRE(server.has_value());
-  const auto bound = server->await("bind");
-  REQUIRE(bound.has_value());
-  CHECK(bound->outcome == "ok");
-  REQUIRE(server->await("listen").has_value());
-  auto client = open_socket(AF_INET);
-  REQUIRE(client.has_value());
-  REQUIRE_FALSE(connect_within(client->get(), plan.address));
-  REQUIRE_FALSE(send_all(client->get(), "hello"));
-  const auto answer = receive_within(client->get());
-  REQUIRE(answer.has_value());
-  CHECK(*answer == "HELLO");
-  CHECK(reply_to(Reply::receipt, "anything") == kReceiptText);
 }
 
 }  // namespace

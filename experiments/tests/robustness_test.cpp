@@ -15,7 +15,8 @@
 
 #include "portreuse/json.hpp"
 #include "portreuse/ports.hpp"
-#include "portreuse/server.hpp"
+#include "portreuse/child.hpp"
+#include "portreuse/net.hpp"
 #include "test_support.hpp"
 
 namespace portreuse::testing {
@@ -168,12 +169,18 @@ TEST_SUITE("robustness") {
       CAPTURE(entry.number);
       auto port = free_tcp_port();
       REQUIRE(port.has_value());
-      // Someone else's server: a process of this test, not of the experiment.
-      ServerPlan plan;
-      plan.address = *Endpoint::parse("0.0.0.0", *port);
-      auto foreign = ServerProcess::start(plan);
+      // Someone else's server: a process of this test, not of the experiment. It listens before
+      // it is forked, so it is listening by the time the experiment looks.
+      auto listener = open_socket(AF_INET);
+      REQUIRE(listener.has_value());
+      REQUIRE_FALSE(bind_to(listener->get(), *Endpoint::parse("0.0.0.0", *port)));
+      REQUIRE_FALSE(listen_on(listener->get()));
+      auto foreign = ChildProcess::fork_running([] {
+        ::sleep(20);
+        return 0;
+      });
       REQUIRE(foreign.has_value());
-      REQUIRE(foreign->await("listen").has_value());
+      listener->reset();  // only the child holds it now
       const auto result = run_program({program_path(entry.number), "--json", "--port", std::to_string(*port)});
       CHECK(result.status.code == 1);
       CHECK(result.out.empty());

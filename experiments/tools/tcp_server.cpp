@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cctype>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -20,15 +21,27 @@
 #include <thread>
 #include <variant>
 
+#include "portreuse/child.hpp"
 #include "portreuse/cli.hpp"
 #include "portreuse/diagnosis.hpp"
 #include "portreuse/narrator.hpp"
 #include "portreuse/net.hpp"
 #include "portreuse/ports.hpp"
-#include "portreuse/server.hpp"
 #include "portreuse/socket_table.hpp"
 
 namespace {
+
+// How the server answers: like the Chinese post's echo server (upper case), or like the Ctrl+C
+// article's server (a fixed receipt).
+enum class Reply { uppercase, receipt };
+constexpr const char* kReceiptText = "message received";
+
+std::string reply_to(Reply reply, std::string_view message) {
+  if (reply == Reply::receipt) return kReceiptText;
+  std::string upper(message);
+  for (auto& character : upper) character = static_cast<char>(std::toupper(static_cast<unsigned char>(character)));
+  return upper;
+}
 
 using namespace portreuse;
 

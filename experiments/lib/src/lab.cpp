@@ -753,6 +753,8 @@ std::string Lab::events_json() const {
 Observation Lab::could_not_run(std::string_view what_was_missing) {
   pump(Millis(0));
   Observation observation;
+  // The calls the step made are the evidence for what stopped it.
+  observation.fact("calls", events_json());
   // The failure a must() stopped the step on, when there is one; else the first failure: an
   // earlier failure can be an outcome the scenario expected (a refused connect), not the cause.
   std::vector<const Event*> failures;

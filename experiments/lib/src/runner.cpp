@@ -8,7 +8,6 @@
 #include "portreuse/cli.hpp"
 #include "portreuse/json.hpp"
 #include "portreuse/lab.hpp"
-#include "portreuse/experiment.hpp"  // preflight_problem
 #include "portreuse/ports.hpp"
 #include "portreuse/wire.hpp"
 
@@ -131,6 +130,57 @@ std::optional<int> ask_prediction(const Narrator& narrator, std::ostream& prompt
     }
     narrator.paragraph("", "Type a number from 1 to " + std::to_string(choices.size()) + ".", Tone::dim);
   }
+  return std::nullopt;
+}
+
+// Loopback must accept a connection, or no lesson here can be trusted. The probe closes with RST
+// (SO_LINGER 0) so that it leaves no TIME_WAIT behind.
+std::optional<std::string> loopback_problem() {
+  auto listener = open_socket(AF_INET);
+  if (!listener) return "socket: " + describe_outcome(listener.error());
+  const auto any_port = *Endpoint::parse("127.0.0.1", 0);
+  if (auto error = bind_to(listener->get(), any_port)) return "bind 127.0.0.1:0: " + describe_outcome(error);
+  if (auto error = listen_on(listener->get(), 1)) return "listen on 127.0.0.1: " + describe_outcome(error);
+  auto bound = local_endpoint(listener->get());
+  if (!bound) return "getsockname: " + describe_outcome(bound.error());
+  auto client = open_socket(AF_INET);
+  if (!client) return "socket: " + describe_outcome(client.error());
+  (void)apply_options(client->get(), SocketOptions{.abortive_close = true});
+  if (auto error = connect_within(client->get(), *bound, Millis(1000))) {
+    return "connect " + bound->text() + ": " + describe_outcome(error);
+  }
+  auto accepted = accept_within(listener->get(), Millis(1000));
+  if (!accepted) return "accept on " + bound->text() + ": " + describe_outcome(accepted.error());
+  (void)apply_options(accepted->fd.get(), SocketOptions{.abortive_close = true});
+  return std::nullopt;
+}
+
+// A port the user chose must be free of sockets this run did not create; otherwise whatever
+// holds it would be taught as the lesson's outcome.
+std::optional<std::string> user_port_problem(std::uint16_t port) {
+  if (auto holders = sockets_holding(port); holders && !holders->empty()) {
+    return "port " + std::to_string(port) + " is already in use by sockets this experiment did not create:\n  " +
+           join(describe_holders(*holders), "\n  ") +
+           "\nThat is someone else's socket (or an earlier run's TIME_WAIT), not this lesson's outcome. "
+           "Pick another port, or leave out --port to get a free one.";
+  }
+  auto probe = open_socket(AF_INET);
+  if (!probe) return "socket: " + describe_outcome(probe.error());
+  const auto error = bind_to(probe->get(), *Endpoint::parse("0.0.0.0", port));
+  if (error.value() == EACCES) {
+    return "port " + std::to_string(port) + " needs privileges to bind (EACCES): ports below " +
+           "net.ipv4.ip_unprivileged_port_start are reserved. Pick a port of 1024 or more.";
+  }
+  if (error) return "port " + std::to_string(port) + " cannot be bound: " + describe_outcome(error);
+  return std::nullopt;
+}
+
+// Why no experiment can run here, or nullopt: loopback must carry a connection, and a port the
+// user chose must be free of sockets this run did not create (else they would be taught as the
+// lesson's outcome). Every program checks this before its first step and exits 1 with the text.
+std::optional<std::string> preflight_problem(std::optional<std::uint16_t> user_port) {
+  if (auto problem = loopback_problem()) return "the loopback interface does not work here (" + *problem + ")";
+  if (user_port) return user_port_problem(*user_port);
   return std::nullopt;
 }
 

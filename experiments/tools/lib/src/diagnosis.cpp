@@ -5,10 +5,25 @@
 #include <cstdio>
 
 #include "portreuse/ports.hpp"
-#include "portreuse/scenarios.hpp"
 
 namespace portreuse {
 namespace {
+
+// What is bound to the port: "listener", "connection", "time-wait" or "clean".
+std::string classify_holders(const std::vector<SocketEntry>& bound) {
+  bool time_wait = false;
+  bool connection = false;
+  for (const auto& entry : bound) {
+    if (entry.is(TcpState::listen)) return "listener";
+    if (entry.is(TcpState::time_wait)) {
+      time_wait = true;
+    } else {
+      connection = true;
+    }
+  }
+  if (connection) return "connection";
+  return time_wait ? "time-wait" : "clean";
+}
 
 // "::ffff:127.0.0.1" is the IPv4 address 127.0.0.1 seen through an IPv6 socket.
 std::string plain_address(const Endpoint& endpoint) {
