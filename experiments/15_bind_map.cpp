@@ -14,7 +14,7 @@
 // here only to mark the cells where this kernel differs from it; every outcome shown is the one
 // bind() returned in this run. Lesson: lessons/15-bind-map.md
 //
-// Usage: 15-bind-map [--port P] [--json] [--no-color] [--step] [--record FILE]
+// Usage: 15-bind-map [--port P] [--json] [--no-color] [--step] [--record FILE] [--svg FILE]
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/utsname.h>
@@ -22,9 +22,11 @@
 
 #include <array>
 #include <chrono>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -236,9 +238,204 @@ void print_grid(const Lab& lab, const Block& block, const Grid& grid) {
   std::cout << key << "\n\n";
 }
 
+// --- the picture: --svg FILE -------------------------------------------------------------------
+
+// The grids of the blocks that ran, kept for --svg. Filled by each step, written after the last.
+struct MapPicture {
+  std::optional<std::string> path;                          // --svg FILE
+  std::array<std::array<std::optional<Grid>, 2>, 3> grids;  // [option][first socket's state]
+};
+
+// What a cell gave, in the words of --json's "outcome".
+std::string cell_outcome(const CellResult& cell) {
+  if (cell.skipped) return "skipped";
+  if (!cell.outcome) return "could-not-run";
+  return portreuse::outcome_name(portreuse::make_error(*cell.outcome));
+}
+
+std::string cell_id(std::size_t sharing, std::size_t state, std::size_t first, std::size_t second) {
+  return std::string("bind-map/") + kSharings[sharing].key + "/" + kStates[state].key + "/" + kAddressList[first].key +
+         "/" + kAddressList[second].key;
+}
+
+// Text and attribute values in the SVG: the five characters XML reserves.
+std::string xml_escaped(std::string_view text) {
+  std::string escaped;
+  for (const char character : text) {
+    switch (character) {
+      case '&': escaped += "&amp;"; break;
+      case '<': escaped += "&lt;"; break;
+      case '>': escaped += "&gt;"; break;
+      case '"': escaped += "&quot;"; break;
+      case '\'': escaped += "&apos;"; break;
+      default: escaped += character;
+    }
+  }
+  return escaped;
+}
+
+// A small SVG of rectangles and text: the six blocks side by side as on the screen (options
+// across, the first socket's state down), each cell coloured by its outcome and annotated with
+// its id and outcome (data-cell, data-outcome, a <title>), then a legend. Nothing in it is
+// decided here: every cell is what bind() returned in this run.
+std::string map_svg(const MapPicture& picture) {
+  constexpr int kCell = 26;
+  constexpr int kLabels = 150;  // the first socket's addresses, left of the blocks
+  constexpr int kBlock = 6 * kCell;
+  constexpr int kBlockGap = 22;
+  constexpr int kMargin = 14;
+  constexpr int kGrid = 54;  // heading, option, column numbers: then the cells
+  constexpr int kHalf = kGrid + kBlock + 18;
+  constexpr int kWidth = kMargin * 2 + kLabels + 3 * kBlock + 2 * kBlockGap;
+  constexpr int kTop = 54;
+  constexpr int kLegendTop = kTop + 2 * kHalf;
+  constexpr int kHeight = kLegendTop + 70;
+  struct Paint {
+    const char* fill;
+    const char* ink;
+    const char* mark;
+  };
+  const auto paint_for = [](const CellResult& cell) -> Paint {
+    if (cell.skipped) return {"#d9d9d9", "#555555", "-"};
+    if (!cell.outcome) return {"#555555", "#ffffff", "?"};
+    if (*cell.outcome == kOk) return {"#4e9a4e", "#ffffff", "\u2713"};
+    if (*cell.outcome == EADDRINUSE) return {"#c8453c", "#ffffff", "\u2717"};
+    return {"#e69a28", "#000000", "e"};  // another errno: its name is in the cell's title
+  };
+  const auto text = [](int x, int y, std::string_view words, std::string_view style) {
+    return "<text x=\"" + std::to_string(x) + "\" y=\"" + std::to_string(y) + "\"" + std::string(style) + ">" +
+           xml_escaped(words) + "</text>\n";
+  };
+  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(kWidth) + "\" height=\"" +
+                    std::to_string(kHeight) + "\" viewBox=\"0 0 " + std::to_string(kWidth) + " " +
+                    std::to_string(kHeight) + "\" font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\"" +
+                    " font-size=\"12\">\n";
+  svg += "<title>The bind-rule map of " + xml_escaped(kernel_name()) + "</title>\n";
+  svg += "<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n";
+  svg += text(kMargin, 24, "The bind-rule map of " + kernel_name(), " font-size=\"16\" font-weight=\"bold\"");
+  svg += text(kMargin, 42, "Rows: the first socket's address. Columns: the second socket's bind() on the same port.",
+              " fill=\"#444444\"");
+  std::set<int> other_errors;
+  bool skipped = false;
+  bool not_run = false;
+  bool differs = false;
+  int calls = 0;
+  for (std::size_t state = 0; state < kStates.size(); ++state) {
+    const int half_top = kTop + static_cast<int>(state) * kHalf;
+    svg += text(kMargin, half_top + 14, kStates[state].heading, " font-weight=\"bold\"");
+    for (std::size_t first = 0; first < kAddresses; ++first) {
+      svg += text(kMargin, half_top + kGrid + static_cast<int>(first) * kCell + 17,
+                  std::to_string(first + 1) + "  " + kAddressList[first].shown, "");
+    }
+    for (std::size_t sharing = 0; sharing < kSharings.size(); ++sharing) {
+      const int left = kMargin + kLabels + static_cast<int>(sharing) * (kBlock + kBlockGap);
+      const Block block(sharing, state);
+      svg += text(left, half_top + 32, std::string(kSharings[sharing].shown) + (sharing == 0 ? "" : " on both"),
+                  " fill=\"#444444\"");
+      for (std::size_t second = 0; second < kAddresses; ++second) {
+        svg += text(left + static_cast<int>(second) * kCell + kCell / 2, half_top + 48, std::to_string(second + 1),
+                    " text-anchor=\"middle\" fill=\"#444444\"");
+      }
+      const auto& grid = picture.grids[sharing][state];
+      if (!grid) {
+        svg += text(left, half_top + kGrid + kBlock / 2, "(not run)", " fill=\"#444444\"");
+        continue;
+      }
+      for (std::size_t first = 0; first < kAddresses; ++first) {
+        for (std::size_t second = 0; second < kAddresses; ++second) {
+          const auto& cell = (*grid)[first][second];
+          const Paint paint = paint_for(cell);
+          const bool odd = cell.outcome && *cell.outcome != block.documented(first, second);
+          skipped = skipped || cell.skipped;
+          not_run = not_run || (!cell.skipped && !cell.outcome);
+          differs = differs || odd;
+          if (cell.outcome) {
+            ++calls;
+            if (*cell.outcome != kOk && *cell.outcome != EADDRINUSE) other_errors.insert(*cell.outcome);
+          }
+          const int x = left + static_cast<int>(second) * kCell;
+          const int y = half_top + kGrid + static_cast<int>(first) * kCell;
+          const std::string id = cell_id(sharing, state, first, second);
+          const std::string outcome = cell_outcome(cell);
+          svg += "<g data-cell=\"" + xml_escaped(id) + "\" data-outcome=\"" + xml_escaped(outcome) + "\">";
+          svg += "<title>" +
+                 xml_escaped(std::string(kAddressList[first].shown) + " first, then " + kAddressList[second].shown +
+                             " (" + kSharings[sharing].shown + ", first socket " + kStates[state].key +
+                             "): " + outcome + (odd ? ", differs from documented Linux" : "")) +
+                 "</title>";
+          svg += "<rect x=\"" + std::to_string(x + 1) + "\" y=\"" + std::to_string(y + 1) + "\" width=\"" +
+                 std::to_string(kCell - 2) + "\" height=\"" + std::to_string(kCell - 2) + "\" fill=\"" + paint.fill +
+                 "\"" + (odd ? " stroke=\"#000000\" stroke-width=\"3\"" : "") + "/>";
+          svg += "<text x=\"" + std::to_string(x + kCell / 2) + "\" y=\"" + std::to_string(y + 18) +
+                 "\" text-anchor=\"middle\" font-size=\"14\" fill=\"" + paint.ink + "\">" +
+                 xml_escaped(std::string(paint.mark) + (odd ? "!" : "")) + "</text></g>\n";
+        }
+      }
+    }
+  }
+  // The legend: what each colour means, only for what the map holds beyond ok and EADDRINUSE.
+  struct Key {
+    Paint paint;
+    std::string words;
+  };
+  std::vector<Key> keys{{{"#4e9a4e", "#ffffff", "\u2713"}, "bind() ok"},
+                        {{"#c8453c", "#ffffff", "\u2717"}, "EADDRINUSE"}};
+  for (const int error : other_errors) {
+    keys.push_back({{"#e69a28", "#000000", "e"}, portreuse::outcome_name(portreuse::make_error(error))});
+  }
+  if (skipped) keys.push_back({{"#d9d9d9", "#555555", "-"}, "skipped (no IPv6)"});
+  if (not_run) keys.push_back({{"#555555", "#ffffff", "?"}, "could not run"});
+  if (differs) keys.push_back({{"#ffffff", "#000000", "!"}, "differs from documented Linux"});
+  int x = kMargin;
+  for (const auto& key : keys) {
+    svg += "<rect x=\"" + std::to_string(x) + "\" y=\"" + std::to_string(kLegendTop) + "\" width=\"" +
+           std::to_string(kCell - 2) + "\" height=\"" + std::to_string(kCell - 2) + "\" fill=\"" + key.paint.fill +
+           "\" stroke=\"#000000\" stroke-width=\"" + (key.words.rfind("differs", 0) == 0 ? "3" : "0") + "\"/>";
+    svg += "<text x=\"" + std::to_string(x + kCell / 2 - 1) + "\" y=\"" + std::to_string(kLegendTop + 17) +
+           "\" text-anchor=\"middle\" font-size=\"14\" fill=\"" + key.paint.ink + "\">" + key.paint.mark + "</text>\n";
+    svg += text(x + kCell + 4, kLegendTop + 16, key.words, "");
+    x += kCell + 14 + static_cast<int>(key.words.size()) * 7;
+  }
+  std::string numbers;
+  for (std::size_t index = 0; index < kAddresses; ++index) {
+    numbers +=
+        std::string(index == 0 ? "" : "  \u00b7  ") + std::to_string(index + 1) + " " + kAddressList[index].shown;
+  }
+  svg += text(kMargin, kLegendTop + 42, numbers, " fill=\"#444444\"");
+  svg += text(kMargin, kLegendTop + 60,
+              std::to_string(calls) + " real bind() calls, drawn by: build/default/bin/15-bind-map --svg FILE",
+              " fill=\"#444444\"");
+  svg += "</svg>\n";
+  return svg;
+}
+
+// --svg FILE: checked before the first step (a file that cannot be written is bad input), written
+// after the last.
+ExtraOption svg_option(MapPicture& picture) {
+  return ExtraOption{
+      .name = "--svg",
+      .value_name = "FILE",
+      .help = "also draw the map as an SVG picture in FILE",
+      .start = [&picture](const std::string& path) -> std::optional<std::string> {
+        std::ofstream probe(path, std::ios::app);
+        if (!probe) return "cannot write to '" + path + "'";
+        picture.path = path;
+        return std::nullopt;
+      },
+      .finish = [&picture](const portreuse::Narrator& narrator) -> std::optional<std::string> {
+        std::ofstream file(*picture.path, std::ios::trunc);
+        file << map_svg(picture);
+        file.close();
+        if (!file) return "writing the picture to '" + *picture.path + "' failed";
+        narrator.paragraph("Picture:", "the map is drawn in " + *picture.path + " (SVG).");
+        return std::nullopt;
+      },
+  };
+}
+
 // --- one step: one block of 36 cells ------------------------------------------------------------
 
-Observation map_block(Lab& lab, std::size_t sharing, std::size_t state) {
+Observation map_block(Lab& lab, MapPicture& picture, std::size_t sharing, std::size_t state) {
   const Block block(sharing, state);
   const auto ipv6_missing = portreuse::ipv6_unavailable();
   // Failed setup calls are worth reading; the 36 answers are shown as the grid instead.
@@ -396,6 +593,7 @@ Observation map_block(Lab& lab, std::size_t sharing, std::size_t state) {
   };
 
   print_grid(lab, block, grid);
+  picture.grids[sharing][state] = grid;
   std::string tally = std::to_string(ran) + " real bind() calls on " + kernel_name() + " in " +
                       std::to_string(busy.count()) + " ms, on port " + std::to_string(lab.port()) + ". ";
   tally += differing.empty() ? std::string("Every cell gave the outcome the documented Linux rules predict.")
@@ -430,7 +628,7 @@ Observation map_block(Lab& lab, std::size_t sharing, std::size_t state) {
 
 // ---- The claims: one per block, and what the map shows -----------------------------------------
 
-Step block_step(std::size_t sharing, std::size_t state, std::string what_it_shows) {
+Step block_step(MapPicture& picture, std::size_t sharing, std::size_t state, std::string what_it_shows) {
   const auto& option = kSharings[sharing];
   const auto& first_state = kStates[state];
   const Block block(sharing, state);
@@ -455,46 +653,52 @@ Step block_step(std::size_t sharing, std::size_t state, std::string what_it_show
                "in --json, each tried twice on two ports): its bind rules are not the ones this map was "
                "drawn from."},
           },
-      .run = [sharing, state](Lab& lab) { return map_block(lab, sharing, state); },
+      .run = [&picture, sharing, state](Lab& lab) { return map_block(lab, picture, sharing, state); },
   };
 }
 
-const Experiment kExperiment{
-    .summary =
-        "A first socket takes a port; a second socket binds the same port. Both come from the same six "
-        "addresses (0.0.0.0, 127.0.0.1, ::, :: with IPV6_V6ONLY, ::1, ::ffff:127.0.0.1), with no option, "
-        "SO_REUSEADDR on both or SO_REUSEPORT on both, and the first socket only bound or listening: 216 "
-        "real bind() calls in six blocks. Cells that differ from the documented Linux rule are marked. "
-        "Cells in --json: the array 'cells' of each step, ids like "
-        "bind-map/reuseaddr/listening/0.0.0.0/127.0.0.1 (:: with IPV6_V6ONLY is ::v6only).",
-    .steps =
-        {
-            block_step(0, 0,
-                       "Wildcard and specific overlap: 0.0.0.0 holds the port on every IPv4 address, so 127.0.0.1 "
-                       "is refused in either order (1->2, 2->1). The dual-stack :: also takes IPv4 (3->1 "
-                       "refused); with IPV6_V6ONLY it takes IPv6 only and 0.0.0.0 fits beside it (4->1). "
-                       "::ffff:127.0.0.1 is 127.0.0.1 reached through an IPv6 socket: it conflicts with "
-                       "127.0.0.1 (2->6), never with ::1 (6->5)."),
-            block_step(0, 1,
-                       "Listening adds no conflict of its own: without options the same cells are refused as "
-                       "when the first socket was only bound."),
-            block_step(1, 0,
-                       "SO_REUSEADDR on both sockets lets overlapping binds share the port while the first socket "
-                       "is not listening: every cell is accepted, the article's 1->2 too."),
-            block_step(1, 1,
-                       "Once the first socket listens, SO_REUSEADDR stops forgiving an overlap: this block equals "
-                       "the no-option block. So 0.0.0.0 listening, then 127.0.0.1, both with SO_REUSEADDR (\"Port "
-                       "reuse So_Reuseaddr\"), is refused here (1->2)."),
-            block_step(2, 0, "SO_REUSEPORT on both sockets (same user) lets every overlapping bind share the port."),
-            block_step(2, 1,
-                       "SO_REUSEPORT on both sockets (same user) lets the second bind even a listener's own "
-                       "address (1->1): the kernel then spreads connections over both listeners (experiment "
-                       "09)."),
-        },
-};
+// The experiment's steps, one per block; each also leaves its grid in `picture` for --svg.
+Experiment bind_map(MapPicture& picture) {
+  return Experiment{
+      .summary =
+          "A first socket takes a port; a second socket binds the same port. Both come from the same six "
+          "addresses (0.0.0.0, 127.0.0.1, ::, :: with IPV6_V6ONLY, ::1, ::ffff:127.0.0.1), with no option, "
+          "SO_REUSEADDR on both or SO_REUSEPORT on both, and the first socket only bound or listening: 216 "
+          "real bind() calls in six blocks. Cells that differ from the documented Linux rule are marked. "
+          "Cells in --json: the array 'cells' of each step, ids like "
+          "bind-map/reuseaddr/listening/0.0.0.0/127.0.0.1 (:: with IPV6_V6ONLY is ::v6only).",
+      .steps =
+          {
+              block_step(picture, 0, 0,
+                         "Wildcard and specific overlap: 0.0.0.0 holds the port on every IPv4 address, so 127.0.0.1 "
+                         "is refused in either order (1->2, 2->1). The dual-stack :: also takes IPv4 (3->1 "
+                         "refused); with IPV6_V6ONLY it takes IPv6 only and 0.0.0.0 fits beside it (4->1). "
+                         "::ffff:127.0.0.1 is 127.0.0.1 reached through an IPv6 socket: it conflicts with "
+                         "127.0.0.1 (2->6), never with ::1 (6->5)."),
+              block_step(picture, 0, 1,
+                         "Listening adds no conflict of its own: without options the same cells are refused as "
+                         "when the first socket was only bound."),
+              block_step(picture, 1, 0,
+                         "SO_REUSEADDR on both sockets lets overlapping binds share the port while the first socket "
+                         "is not listening: every cell is accepted, the article's 1->2 too."),
+              block_step(picture, 1, 1,
+                         "Once the first socket listens, SO_REUSEADDR stops forgiving an overlap: this block equals "
+                         "the no-option block. So 0.0.0.0 listening, then 127.0.0.1, both with SO_REUSEADDR (\"Port "
+                         "reuse So_Reuseaddr\"), is refused here (1->2)."),
+              block_step(picture, 2, 0,
+                         "SO_REUSEPORT on both sockets (same user) lets every overlapping bind share the port."),
+              block_step(picture, 2, 1,
+                         "SO_REUSEPORT on both sockets (same user) lets the second bind even a listener's own "
+                         "address (1->1): the kernel then spreads connections over both listeners (experiment "
+                         "09)."),
+          },
+      .options = {svg_option(picture)},
+  };
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  return portreuse::lab::run(PORTREUSE_EXPERIMENT, kExperiment, argc, argv);
+  MapPicture picture;
+  return portreuse::lab::run(PORTREUSE_EXPERIMENT, bind_map(picture), argc, argv);
 }

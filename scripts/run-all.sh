@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# run-all.sh: build the suite when needed, run every experiment in the manifest's order, narrate
-# each one, and end with a table of what the articles claim and what this machine did.
+# run-all.sh: build what the run needs, run every experiment in the manifest's order, narrate
+# each one, and end with a table of what the articles claim and what this machine did. On a cold
+# build the first experiment runs as soon as its program is linked, while the rest still build.
 #
 # The experiments, in the order of experiments/manifest.txt (which is what this script reads;
 # a test keeps this list equal to the manifest):
@@ -19,41 +20,45 @@
 #   13 client-side
 #   14 time-wait-length
 #   15 bind-map
+#   18 client-traps
 #
 # Usage: scripts/run-all.sh [--list] [--only 02,05] [--step] [--json] [--long] [--no-build] [--no-color] [--help]
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-preset=${PORTREUSE_PRESET:-default}
-build_dir="$root/build/$preset"
-# PORTREUSE_BIN_DIR lets the tests point run-all at the build they belong to.
-bin_dir=${PORTREUSE_BIN_DIR:-$build_dir/bin}
 manifest="$root/experiments/manifest.txt"
 
 usage() {
-  cat <<'EOF'
-Usage: scripts/run-all.sh [--list] [--only NN[,NN...]] [--step] [--json] [--long] [--no-build] [--no-color] [--help]
+  cat <<'USAGE'
+Usage: scripts/run-all.sh [--list] [--only NN[,NN...]] [--step] [--json]
+                          [--long] [--no-build] [--no-color] [--help]
 
-Builds the suite (CMake preset "default") when the build is missing or stale, then runs every
-experiment in teaching order and ends with a summary table.
+Builds the programs this run needs (CMake preset "default") when they are
+missing or stale, runs the experiments in teaching order (each one as soon as
+it is built, while the others still build) and ends with a summary table.
 
 Options:
   --list          list the experiments and exit
-  --only LIST     run only these experiments, e.g. --only 02,05
-  --step          pause for Enter before each experiment and each step (for a classroom)
-  --json          print the experiments' JSON Lines only (one object per step), nothing else
-  --long          also run the steps that take long (minutes: waiting out TIME_WAIT, for example)
+  --only LIST     run only these experiments, e.g. --only 02,05 (or 2,5)
+  --step          pause for Enter before each experiment and step (classroom)
+  --json          print the experiments' JSON Lines only (one object per step)
+  --long          also run the steps that take minutes (waiting out TIME_WAIT)
   --no-build      do not build; use the programs already in build/default/bin
-  --no-color      no colours (also when NO_COLOR is set or output is not a terminal)
+  --no-color      no colours (also with NO_COLOR set or output not a terminal)
   --help          show this help and exit
 
-Environment: PORTREUSE_PRESET selects another preset's build (debug, asan).
-EOF
+Environment: PORTREUSE_PRESET names another configure preset of
+CMakePresets.json (debug, asan) whose build to use.
+USAGE
+}
+
+# What a user typed, shown on one line: control characters escaped (bash's $'...' quoting).
+shown() {
+  if [[ $1 == *[[:cntrl:]]* ]]; then printf '%q' "$1"; else printf '%s' "$1"; fi
 }
 
 usage_error() {
-  echo "run-all.sh: $1" >&2
-  usage >&2
+  echo "run-all.sh: $1 (see scripts/run-all.sh --help)" >&2
   exit 2
 }
 
@@ -67,16 +72,16 @@ while read -r number slug title; do
   titles+=("$title")
 done <"$manifest"
 
-list=false only="" step=false json=false long=false build=true colour=true
+list=false only="" only_given=false step=false json=false long=false build=true colour=true
 while [[ $# -gt 0 ]]; do
   case $1 in
     --list) list=true ;;
     --only)
       [[ $# -ge 2 ]] || usage_error "option --only needs a value (NN[,NN...])"
-      only=$2
+      only=$2 only_given=true
       shift
       ;;
-    --only=*) only=${1#--only=} ;;
+    --only=*) only=${1#--only=} only_given=true ;;
     --step) step=true ;;
     --json) json=true ;;
     --long) long=true ;;
@@ -86,20 +91,28 @@ while [[ $# -gt 0 ]]; do
       usage
       exit 0
       ;;
-    *) usage_error "unknown option $1" ;;
+    *) usage_error "unknown option $(shown "$1")" ;;
   esac
   shift
 done
 
 selected=()
-if [[ -n $only ]]; then
+if $only_given; then
+  [[ -n $only ]] || usage_error "option --only needs at least one experiment number (like 02,05)"
+  [[ $only =~ ^[0-9,]+$ ]] ||
+    usage_error "option --only takes experiment numbers and commas, not $(shown "$only")"
+  [[ $only =~ (^,|,,|,$) ]] && usage_error "option --only has an empty item in '$(shown "$only")' (want NN[,NN...])"
   IFS=',' read -ra wanted <<<"$only"
-  [[ ${#wanted[@]} -gt 0 ]] || usage_error "option --only needs at least one experiment number"
-  for number in "${wanted[@]}"; do
-    [[ -n $number ]] || usage_error "option --only needs at least one experiment number in each place (like 02,05)"
+  for item in "${wanted[@]}"; do
+    # 2 and 02 name the same experiment.
+    [[ $item =~ ^[0-9]{1,2}$ ]] || usage_error "unknown experiment '$item' in --only"
+    number=$(printf '%02d' "$((10#$item))")
     found=""
     for index in "${!numbers[@]}"; do [[ ${numbers[$index]} == "$number" ]] && found=$index; done
-    [[ -n $found ]] || usage_error "unknown experiment '$number' in --only (see --list)"
+    [[ -n $found ]] || usage_error "unknown experiment '$item' in --only"
+    for earlier in "${selected[@]}"; do
+      [[ $earlier == "$found" ]] && usage_error "experiment $number is named twice in --only"
+    done
     selected+=("$found")
   done
 else
@@ -113,6 +126,27 @@ if $list; then
   exit 0
 fi
 
+# The preset names a build directory: only a configure preset of CMakePresets.json will do (not
+# a hidden one), so that no path can be smuggled in through it.
+configure_presets() {
+  awk '/"configurePresets"/ { inside = 1 } /"buildPresets"/ { inside = 0 }
+       inside && /"name":/ { split($0, quoted, "\""); name = quoted[4]; names[++count] = name }
+       inside && /"hidden": *true/ { hidden[name] = 1 }
+       END { for (i = 1; i <= count; ++i) if (!(names[i] in hidden)) print names[i] }' "$root/CMakePresets.json"
+}
+preset=${PORTREUSE_PRESET:-default}
+# The whole list first: `grep -q` in a pipeline could end awk early (SIGPIPE, with pipefail).
+mapfile -t presets < <(configure_presets)
+known=false
+for name in "${presets[@]}"; do [[ $name == "$preset" ]] && known=true; done
+if [[ ! $preset =~ ^[A-Za-z0-9_-]+$ ]] || ! $known; then
+  list=$(printf '%s, ' "${presets[@]}")
+  usage_error "PORTREUSE_PRESET=$(shown "$preset") is not a configure preset of CMakePresets.json (${list%, })"
+fi
+build_dir="$root/build/$preset"
+# PORTREUSE_BIN_DIR lets the tests point run-all at the build they belong to.
+bin_dir=${PORTREUSE_BIN_DIR:-$build_dir/bin}
+
 if [[ -n ${NO_COLOR:-} || ! -t 1 ]]; then colour=false; fi
 bold="" reset=""
 if $colour; then
@@ -122,37 +156,138 @@ fi
 
 say() { $json || printf '%s\n' "$*"; }
 
-if $build; then
-  log="$build_dir/run-all-build.log"
-  mkdir -p "$build_dir"
-  say "Building the suite (preset $preset; log: ${log#"$root"/})..."
-  build_failed() {
-    echo "run-all.sh: the build failed; the end of $log:" >&2
-    tail -n 30 "$log" >&2
-    exit 1
-  }
-  : >"$log"
-  if [[ ! -f $build_dir/CMakeCache.txt ]] && ! cmake --preset "$preset" >>"$log" 2>&1; then
-    # The experiments need no test framework: without doctest, build them and say so.
-    grep -q "doctest was not found" "$log" || build_failed
-    say "doctest is not installed: building the experiments without the tests (apt-get install doctest-dev)."
-    cmake --preset "$preset" -DPORTREUSE_BUILD_TESTS=OFF >>"$log" 2>&1 || build_failed
-  fi
-  cmake --build --preset "$preset" >>"$log" 2>&1 || build_failed
-fi
-for index in "${selected[@]}"; do
-  program="$bin_dir/${numbers[$index]}-${slugs[$index]}"
-  if [[ ! -x $program ]]; then
-    echo "run-all.sh: $program is not built; run without --no-build (or: cmake --workflow --preset $preset)" >&2
-    exit 1
-  fi
-done
+program_of() { printf '%s' "$bin_dir/${numbers[$1]}-${slugs[$1]}"; }
 
-record=$(mktemp "${TMPDIR:-/tmp}/portreuse-run.XXXXXX")
-trap 'rm -f "$record"' EXIT
+# ---- The build: in the background, the first program first --------------------------------
+# A builder in a process group of its own builds the library, then the summary tool and the
+# selected programs in order, two at a time; each finished target leaves a mark in $work. The
+# run waits only for the program it is about to start. Whatever happens, the builder's whole
+# group is stopped when run-all ends, and it stops by itself when run-all is gone (SIGKILL).
+work=""
+builder_pid=""
+cleanup() {
+  if [[ -n $builder_pid ]]; then
+    kill -TERM -- "-$builder_pid" 2>/dev/null || kill -TERM "$builder_pid" 2>/dev/null || true
+    wait "$builder_pid" 2>/dev/null || true
+  fi
+  [[ -z $work ]] || rm -rf "$work"
+}
+trap cleanup EXIT
 # Ctrl+C reaches the running experiment too (same process group); it kills and reaps its own
-# servers before it ends, so all that is left to do here is to stop.
+# servers before it ends, so all that is left to do here is to stop the build and end.
 trap 'echo; echo "run-all.sh: interrupted" >&2; exit 130' INT TERM
+
+builder() {  # builder PARENT_PID WORK_DIR PRESET TARGET...   (runs in its own process group)
+  local parent=$1 work=$2 preset=$3
+  shift 3
+  build_one() {  # build_one TARGET [fast]: marks TARGET.ok or TARGET.failed
+    local goal=$1
+    [[ ${2:-} == fast ]] && goal="$1/fast"  # its own files only: the library is built already
+    if cmake --build --preset "$preset" --target "$goal" >"$work/$1.log" 2>&1; then
+      : >"$work/$1.ok"
+    else
+      : >"$work/$1.failed"
+    fi
+  }
+  build_one portreuse
+  [[ -e $work/portreuse.ok ]] || exit 1
+  worker() {
+    local target
+    for target in "$@"; do
+      kill -0 "$parent" 2>/dev/null || exit 0      # run-all is gone: stop building
+      mkdir "$work/$target.claimed" 2>/dev/null || continue  # the other worker took it
+      build_one "$target" fast
+    done
+  }
+  worker "$@" &
+  worker "$@" &
+  wait
+}
+
+# Waits until TARGET is built; on a failed build, says so with the end of its log and exits.
+wait_for_target() {
+  local target=$1 failed=""
+  while [[ ! -e $work/$target.ok ]]; do
+    if [[ -e $work/portreuse.failed ]]; then
+      failed=portreuse
+    elif [[ -e $work/$target.failed ]]; then
+      failed=$target
+    elif ! kill -0 "$builder_pid" 2>/dev/null && [[ ! -e $work/$target.ok ]]; then
+      echo "run-all.sh: the build stopped before $target was built" >&2
+      exit 1
+    fi
+    if [[ -n $failed ]]; then
+      local log="$build_dir/run-all-build.log"
+      cp "$work/$failed.log" "$log"
+      echo "run-all.sh: building $failed failed; the end of ${log#"$root"/}:" >&2
+      tail -n 30 "$log" >&2
+      exit 1
+    fi
+    sleep 0.05
+  done
+}
+
+if $build; then
+  mkdir -p "$build_dir"
+  work=$(mktemp -d "$build_dir/.run-all.XXXXXX")
+  if [[ ! -f $build_dir/CMakeCache.txt ]]; then
+    say "Configuring the build (preset $preset)..."
+    # run-all needs no test framework: the tests' configure is scripts/test.sh's business.
+    if ! cmake --preset "$preset" -DPORTREUSE_BUILD_TESTS=OFF >"$work/configure.log" 2>&1; then
+      cp "$work/configure.log" "$build_dir/run-all-build.log"
+      echo "run-all.sh: configuring the build failed; the end of build/$preset/run-all-build.log:" >&2
+      tail -n 30 "$build_dir/run-all-build.log" >&2
+      exit 1
+    fi
+  fi
+  targets=(portreuse-summary)
+  for index in "${selected[@]}"; do targets+=("experiment_${numbers[$index]}"); done
+  say "Building the programs this run needs (preset $preset), the first ones first..."
+  if command -v setsid >/dev/null 2>&1; then
+    setsid bash -c "$(declare -f builder); builder \"\$@\"" builder "$$" "$work" "$preset" "${targets[@]}" \
+      </dev/null >/dev/null 2>&1 &
+  else
+    builder "$$" "$work" "$preset" "${targets[@]}" </dev/null >/dev/null 2>&1 &
+  fi
+  builder_pid=$!
+  wait_for_target portreuse-summary
+else
+  needed=("$bin_dir/portreuse-summary")
+  for index in "${selected[@]}"; do needed+=("$(program_of "$index")"); done
+  for program in "${needed[@]}"; do
+    if [[ ! -x $program ]]; then
+      echo "run-all.sh: $program is not built; run without --no-build (or: cmake --build --preset $preset)" >&2
+      exit 1
+    fi
+  done
+fi
+
+# ---- Loopback, once, before any program -----------------------------------------------------
+# Every experiment needs a working loopback; when it does not carry a connection, one message
+# says so here instead of fifteen programs saying it fifteen times.
+if ! problem=$("$bin_dir/portreuse-summary" --preflight 2>&1); then
+  echo "run-all.sh: the experiments could not run: ${problem#portreuse-summary: }" >&2
+  exit 1
+fi
+
+# ---- The record the summary reads: a file nobody else can see -------------------------------
+# Narrated runs append their JSON Lines to a file that is unlinked at once and reached through
+# this shell's descriptor (/dev/fd/N), so no record is ever left behind, even after SIGKILL.
+# JSON mode needs none.
+record_fd=""
+if ! $json; then
+  for directory in "$build_dir" "${TMPDIR:-/tmp}" /tmp; do
+    [[ -d $directory && -w $directory ]] || continue
+    record=$(mktemp "$directory/.portreuse-run.XXXXXX" 2>/dev/null) || continue
+    exec {record_fd}<>"$record"
+    rm -f "$record"
+    break
+  done
+  if [[ -z $record_fd ]]; then
+    echo "run-all.sh: cannot create the record for the summary (no writable build or temporary directory)" >&2
+    exit 1
+  fi
+fi
 
 program_flags=()
 $colour || program_flags+=(--no-color)
@@ -166,30 +301,40 @@ pause() {
 }
 
 failed=()
-started=$(date +%s%N)
+elapsed_ns=0  # the programs' own time, without the waits for the build
 for index in "${selected[@]}"; do
   number=${numbers[$index]}
-  program="$bin_dir/$number-${slugs[$index]}"
+  program=$(program_of "$index")
+  $build && wait_for_target "experiment_$number"
   pause "experiment $number, ${titles[$index]}"
   flags=("${program_flags[@]}")
   # Only programs with long steps know --long.
   if $long && grep -q -- '--long' <<<"$("$program" --help)"; then flags+=(--long); fi
+  status=0
+  started=$(date +%s%N)
   if $json; then
-    "$program" --json "${flags[@]}" || failed+=("$number (exit status $?)")
+    "$program" --json "${flags[@]}" || status=$?
   else
-    "$program" --record "$record" "${flags[@]}" || failed+=("$number (exit status $?)")
+    "$program" --record "/dev/fd/$record_fd" "${flags[@]}" || status=$?
   fi
+  elapsed_ns=$((elapsed_ns + $(date +%s%N) - started))
+  [[ $status -eq 0 ]] || failed+=("$number (exit status $status)")
 done
-elapsed_ms=$((($(date +%s%N) - started) / 1000000))
+elapsed_ms=$((elapsed_ns / 1000000))
 
 if ! $json; then
   summary_flags=()
   $colour || summary_flags+=(--no-color)
-  "$bin_dir/portreuse-summary" "${summary_flags[@]}" "$record"
+  summary_status=0
+  "$bin_dir/portreuse-summary" "${summary_flags[@]}" "/dev/fd/$record_fd" || summary_status=$?
+  [[ $summary_status -le 1 ]] || exit "$summary_status"
   echo "${bold}${#selected[@]} experiment(s) in ${elapsed_ms} ms.${reset} Lessons: lessons/README.md"
 fi
 
 if [[ ${#failed[@]} -gt 0 ]]; then
-  echo "run-all.sh: these experiments could not run: ${failed[*]} (their messages are above)" >&2
+  # The programs' own messages went to standard error while they ran, before these lines.
+  list=$(printf '%s, ' "${failed[@]}")
+  echo "run-all.sh: these experiments could not run: ${list%, }; each said why on standard error above" |
+    fold -s -w 80 >&2
   exit 1
 fi

@@ -42,6 +42,7 @@
 #include <array>
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "portreuse/json.hpp"
@@ -304,7 +305,7 @@ TEST_CASE("15 bind-map: --record writes one summary record per block and the scr
   const auto summary = run_program({tool_path("portreuse-summary"), "--no-color", record_file.path()});
   CHECK(summary.status.code == 0);
   CHECK(summary.out.find("bind-map/reuseaddr/listening") != std::string::npos);
-  CHECK(summary.out.find("6 steps. The claim holds here: 6.") != std::string::npos);
+  CHECK(summary.out.find("6 claims of the articles. Holds here: 6.") != std::string::npos);
 }
 
 TEST_CASE("15 bind-map: --port P is used while it is free") {
@@ -336,6 +337,79 @@ TEST_CASE("15 bind-map: --port P is used while it is free") {
     CHECK(result.out.empty());
     CHECK(result.err.find("port " + port_text + " is already in use") != std::string::npos);
   }
+}
+
+// The cells a picture drawn by --svg shows: each cell's data-cell id and its data-outcome.
+std::map<std::string, std::string> pictured_cells(const std::string& svg) {
+  std::map<std::string, std::string> cells;
+  const std::string id_mark = "data-cell=\"";
+  const std::string outcome_mark = "data-outcome=\"";
+  std::size_t at = 0;
+  while ((at = svg.find(id_mark, at)) != std::string::npos) {
+    const auto id_start = at + id_mark.size();
+    const auto id_end = svg.find('"', id_start);
+    const auto outcome_at = svg.find(outcome_mark, id_end);
+    REQUIRE(outcome_at != std::string::npos);
+    const auto outcome_start = outcome_at + outcome_mark.size();
+    const auto outcome_end = svg.find('"', outcome_start);
+    cells[svg.substr(id_start, id_end - id_start)] = svg.substr(outcome_start, outcome_end - outcome_start);
+    at = outcome_end;
+  }
+  return cells;
+}
+
+std::string file_text(const std::string& path) {
+  std::ifstream file(path);
+  REQUIRE_MESSAGE(file.good(), "cannot read " << path);
+  std::ostringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+TEST_CASE("15 bind-map: --svg draws this run's cells and the committed picture shows this kernel's") {
+  const TemporaryFile drawn;
+  const auto records = run_experiment_json("15", {"--svg", drawn.path()});
+  const auto cells = cells_of(records);
+  REQUIRE(cells.size() == 216);
+  const auto svg = file_text(drawn.path());
+  CHECK(svg.rfind("<svg xmlns=\"http://www.w3.org/2000/svg\"", 0) == 0);
+  CHECK(svg.find("</svg>") != std::string::npos);
+  const auto live = pictured_cells(svg);
+  CHECK(live.size() == 216);
+  const auto committed = pictured_cells(file_text(std::string(PORTREUSE_SOURCE_DIR) + "/lessons/15-bind-map.svg"));
+  CHECK(committed.size() == 216);
+  int compared = 0;
+  for (const auto& cell : cells) {
+    const auto& id = cell.at("cell");
+    const auto& outcome = cell.at("outcome");
+    CAPTURE(id);
+    // The picture of this run holds exactly what the run's JSON holds, skipped cells too.
+    CHECK(live.count(id) == 1);
+    if (live.count(id) == 1) CHECK(live.at(id) == outcome);
+    if (outcome == "skipped" || outcome == "could-not-run") continue;  // nothing to hold it against
+    ++compared;
+    const auto found = committed.find(id);
+    const std::string shown = found == committed.end() ? std::string("(missing)") : found->second;
+    CHECK_MESSAGE(shown == outcome, "lessons/15-bind-map.svg is not this kernel's map ("
+                                        << outcome
+                                        << " here); redraw it with "
+                                           "build/default/bin/15-bind-map --svg lessons/15-bind-map.svg");
+  }
+  if (compared < 216) WARN_MESSAGE(false, "only " << compared << " cells ran here (no IPv6?)");
+}
+
+TEST_CASE("15 bind-map: only 15 offers --svg and a path it cannot write is bad input") {
+  const auto bad = run_program({program_path("15"), "--svg", "/nonexistent-folder/map.svg"});
+  REQUIRE(bad.status.exited);
+  CHECK(bad.status.code == 2);
+  CHECK(bad.err.find("cannot write to '/nonexistent-folder/map.svg'") != std::string::npos);
+  CHECK(bad.out.empty());
+  const auto help = run_program({program_path("15"), "--help"});
+  CHECK(help.out.find("--svg FILE") != std::string::npos);
+  const auto elsewhere = run_program({program_path("02"), "--svg", "/tmp/never-written.svg"});
+  REQUIRE(elsewhere.status.exited);
+  CHECK(elsewhere.status.code == 2);
+  CHECK(::access("/tmp/never-written.svg", F_OK) != 0);
 }
 
 }  // namespace

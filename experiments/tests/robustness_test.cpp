@@ -116,7 +116,10 @@ TEST_SUITE("robustness") {
       auto running = start_in_background(run_all({"--json"}), tag);
       std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
       ::kill(-running.process.pid(), SIGINT);  // the terminal sends Ctrl+C to the whole foreground group
-      const auto ended = running.process.wait_for_exit(Millis(10000));
+      // A signal that lands before exec() is not run-all's to see (the forked test process takes
+      // it): run-all then finishes the whole run, which takes far longer than 10 s on a loaded
+      // shared machine. The deadline only catches a run-all that does not stop.
+      const auto ended = running.process.wait_for_exit(Millis(90000));
       REQUIRE_MESSAGE(ended.has_value(), "run-all did not stop after SIGINT");
       const bool interrupted = (ended->exited && ended->code == 130) || (!ended->exited && ended->signal == SIGINT);
       const bool finished_first = ended->exited && ended->code == 0;
@@ -143,15 +146,15 @@ TEST_SUITE("robustness") {
     MESSAGE("20 runs, " << differing << " differing from the first");
   }
 
-  TEST_CASE("robustness: run-all rejects bad input with one line and the usage and exit status 2") {
+  TEST_CASE("robustness: run-all rejects bad input with one line and exit status 2") {
     struct Bad {
       std::vector<std::string> arguments;
       const char* message;
     };
     for (const auto& bad :
          {Bad{{"--frobnicate"}, "unknown option --frobnicate"}, Bad{{"--only"}, "option --only needs a value"},
-          Bad{{"--only", "99"}, "unknown experiment '99'"}, Bad{{"--only", "1"}, "unknown experiment '1'"},
-          Bad{{"--only", ","}, "needs at least one experiment"}}) {
+          Bad{{"--only", "99"}, "unknown experiment '99'"}, Bad{{"--only", "1a"}, "takes experiment numbers"},
+          Bad{{"--only", ","}, "empty item"}}) {
       CAPTURE(bad.message);
       auto arguments = bad.arguments;
       arguments.insert(arguments.begin(), "--json");
@@ -160,7 +163,8 @@ TEST_SUITE("robustness") {
       CHECK(result.out.empty());
       const auto first_line = result.err.substr(0, result.err.find('\n'));
       CHECK(first_line.find(bad.message) != std::string::npos);
-      CHECK(result.err.find("Usage: ") != std::string::npos);
+      CHECK(result.err == first_line + "\n");
+      CHECK(first_line.find("--help") != std::string::npos);
     }
   }
 
@@ -253,15 +257,15 @@ TEST_SUITE("robustness") {
     CHECK(waited < std::chrono::seconds(8));
   }
 
-  TEST_CASE("robustness: the summary tool rejects bad input with one line and the usage and exit status 2") {
+  TEST_CASE("robustness: the summary tool rejects bad input with one line and exit status 2") {
     for (const auto& arguments : std::vector<std::vector<std::string>>{{"--frobnicate"}, {}, {"a", "b"}}) {
       std::vector<std::string> argv{tool_path("portreuse-summary")};
       argv.insert(argv.end(), arguments.begin(), arguments.end());
       const auto result = run_program(argv);
       CHECK(result.status.code == 2);
       CHECK(result.out.empty());
-      CHECK(result.err.find('\n') != std::string::npos);
-      CHECK(result.err.find("Usage: portreuse-summary") != std::string::npos);
+      CHECK(result.err.find('\n') == result.err.size() - 1);
+      CHECK(result.err.find("portreuse-summary --help") != std::string::npos);
     }
   }
 

@@ -27,7 +27,8 @@ std::string tool_path(const std::string& name);
 // Runs a program to completion with a unique PORTREUSE_RUN_TAG in its environment (inherited by
 // every process it forks), then checks that none of them is still alive and that no socket of
 // theirs still listens on the ports the run reported.
-CommandResult run_program(const std::vector<std::string>& argv, Millis deadline = Millis(15000),
+// The deadline only catches a hang: a loaded shared machine can take many times an idle one's time.
+CommandResult run_program(const std::vector<std::string>& argv, Millis deadline = Millis(60000),
                           const std::string& input = {});
 
 // A tag no other run shares; put it in a program's environment as PORTREUSE_RUN_TAG=<tag>.
@@ -45,7 +46,7 @@ void check_nothing_left(const std::string& tag, const std::vector<std::uint16_t>
 // Runs the experiment with --json (plus extra arguments) and returns one record per step.
 // Fails the test if the program did not exit 0 or printed something that is not JSON.
 std::vector<Record> run_experiment_json(const std::string& number, const std::vector<std::string>& extra = {},
-                                        Millis deadline = Millis(15000));
+                                        Millis deadline = Millis(60000));
 
 struct ExpectedRow {
   std::string step;

@@ -13,7 +13,10 @@
 #include <array>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
+#include <map>
 #include <optional>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -157,6 +160,187 @@ TEST_CASE("wire: 02's ladder shows the server's FIN first and the server holding
   std::size_t fins = 0;
   for (const auto& segment : sent) fins += (segment.flags & wire::fin) != 0 ? 1 : 0;
   CHECK(fins == 2);
+}
+
+// Runs an experiment with the ladder and returns one step's segments; nullopt (after saying
+// why) when this system cannot capture.
+std::optional<std::vector<Sent>> ladder_of(const std::string& number, const std::string& step) {
+  const auto records = run_experiment_json(number, {"--ladder"});
+  check_steps(records, number);
+  const auto* record = find_step(records, step);
+  REQUIRE(record != nullptr);
+  REQUIRE(record->count("segments") == 1);
+  if (record->at("segments") == "null") {
+    REQUIRE(record->count("ladder_missing") == 1);
+    WARN_MESSAGE(false, "no ladder on this system: " << record->at("ladder_missing"));
+    return std::nullopt;
+  }
+  return sent_segments(string_array(record->at("segments")));
+}
+
+TEST_CASE("wire: 03's ladder shows the client's FIN first and no reset") {
+  const auto sent = ladder_of("03", "restart-after-client-close");
+  if (!sent) return;
+  REQUIRE(sent->size() >= 3);
+  CHECK((*sent)[0].side == "client");
+  CHECK((*sent)[0].flags == wire::syn);
+  // The client hangs up first: its FIN opens the close, the server's answers it.
+  CHECK(first_fin(*sent) == "client");
+  std::size_t fins = 0;
+  for (const auto& segment : *sent) fins += (segment.flags & wire::fin) != 0 ? 1 : 0;
+  CHECK(fins == 2);
+  CHECK_FALSE(any_with(*sent, wire::rst));
+}
+
+TEST_CASE("wire: 10's ladder shows the server's reset and no FIN") {
+  for (const char* step : {"restart-after-linger-abort", "linger-abort-peer-read"}) {
+    CAPTURE(step);
+    const auto sent = ladder_of("10", step);
+    if (!sent) return;
+    REQUIRE(!sent->empty());
+    // SO_LINGER {1, 0}: close() sends a RST instead of a FIN, and nobody sends a FIN after it.
+    CHECK(first_fin(*sent).empty());
+    std::size_t resets = 0;
+    for (const auto& segment : *sent) {
+      if ((segment.flags & wire::rst) == 0) continue;
+      ++resets;
+      CHECK(segment.side == "server");
+    }
+    CHECK(resets == 1);
+    CHECK(sent->back().side == "server");
+    CHECK((sent->back().flags & wire::rst) != 0);
+  }
+}
+
+// ---- --mermaid: the same segments as sequence diagrams ----------------------------------
+
+// One arrow of a Mermaid sequence diagram: who sent it, its flags, whether it ends in a cross.
+struct Arrow {
+  Sent sent;
+  bool cross = false;
+};
+
+// The diagrams of a Markdown text, each under the "Step `id`" line before it (the lessons'
+// diagrams under their own "Step `id`:" lines; a lesson with one diagram: under "").
+std::map<std::string, std::vector<Arrow>> diagrams(const std::string& markdown) {
+  static const std::regex arrow_line(R"(^\s+([CS])[0-9]+(->>|-x)[CS][0-9]+: ([A-Z ]+?) seq .*$)");
+  static const std::regex step_line(R"(^Step `([a-z0-9/-]+)`.*$)");
+  std::map<std::string, std::vector<Arrow>> found;
+  std::istringstream lines(markdown);
+  std::string line;
+  std::string step;
+  bool inside = false;
+  while (std::getline(lines, line)) {
+    std::smatch match;
+    if (!inside && std::regex_match(line, match, step_line)) step = match[1];
+    if (line == "```mermaid") {
+      inside = true;
+      found[step];
+      continue;
+    }
+    if (inside && line == "```") {
+      inside = false;
+      continue;
+    }
+    if (!inside || !std::regex_match(line, match, arrow_line)) continue;
+    Arrow arrow;
+    arrow.sent.side = match[1] == "C" ? "client" : "server";
+    std::istringstream words(match[3].str());
+    arrow.sent.flags = flag_bits(words);
+    arrow.cross = match[2] == "-x";
+    found[step].push_back(arrow);
+  }
+  return found;
+}
+
+std::vector<Sent> sent_of(const std::vector<Arrow>& arrows) {
+  std::vector<Sent> sent;
+  for (const auto& arrow : arrows) sent.push_back(arrow.sent);
+  return sent;
+}
+
+TEST_CASE("wire: --mermaid draws each step's segments as the ladder reports them") {
+  const auto path = std::string("/tmp/portreuse-mermaid-") + std::to_string(::getpid()) + ".md";
+  for (const char* number : {"02", "03", "10"}) {
+    CAPTURE(number);
+    const auto records = run_experiment_json(number, {"--mermaid", path});
+    std::ifstream file(path);
+    std::ostringstream text;
+    text << file.rdbuf();
+    ::unlink(path.c_str());
+    std::istringstream lines(text.str());
+    std::string line;
+    while (std::getline(lines, line)) CHECK_MESSAGE(line.size() <= 80, line);
+    const auto drawn = diagrams(text.str());
+    for (const auto& record : records) {
+      const auto& step = record.at("step");
+      CAPTURE(step);
+      REQUIRE(record.count("segments") == 1);
+      if (record.at("segments") == "null") {
+        WARN_MESSAGE(false, "no capture here: " << record.at("ladder_missing"));
+        CHECK(text.str().find("(no capture: ") != std::string::npos);
+        continue;
+      }
+      const auto ladder = sent_segments(string_array(record.at("segments")));
+      REQUIRE(drawn.count(step) == 1);
+      const auto& arrows = drawn.at(step);
+      REQUIRE(arrows.size() == ladder.size());
+      for (std::size_t index = 0; index < ladder.size(); ++index) {
+        CAPTURE(index);
+        CHECK(arrows[index].sent.side == ladder[index].side);
+        CHECK(arrows[index].sent.flags == ladder[index].flags);
+        // A reset is the one arrow that ends in a cross.
+        CHECK(arrows[index].cross == ((ladder[index].flags & wire::rst) != 0));
+      }
+    }
+  }
+}
+
+TEST_CASE("wire: the lessons' diagrams show the close each lesson describes") {
+  const auto lesson = [](const std::string& name) {
+    std::ifstream file(std::string(PORTREUSE_SOURCE_DIR) + "/lessons/" + name + ".md");
+    REQUIRE(file.good());
+    std::ostringstream text;
+    text << file.rdbuf();
+    return diagrams(text.str());
+  };
+  const auto closes_with_fins = [](const std::vector<Arrow>& arrows, const std::string& first) {
+    const auto sent = sent_of(arrows);
+    REQUIRE(sent.size() >= 3);
+    CHECK(sent[0].side == "client");
+    CHECK(sent[0].flags == wire::syn);
+    CHECK(first_fin(sent) == first);
+    CHECK_FALSE(any_with(sent, wire::rst));
+  };
+  // 02: the server closes first; 03: the client does.
+  const auto server_first = lesson("02-time-wait-restart");
+  REQUIRE(server_first.size() == 1);
+  closes_with_fins(server_first.begin()->second, "server");
+  const auto client_first = lesson("03-who-closes-first");
+  REQUIRE(client_first.size() == 1);
+  closes_with_fins(client_first.begin()->second, "client");
+  // 10: each step ends with the server's reset, and nobody sends a FIN.
+  const auto aborted = lesson("10-abortive-close");
+  REQUIRE(aborted.size() == 2);
+  for (const auto& diagram : aborted) {
+    const auto& step = diagram.first;
+    const auto& arrows = diagram.second;
+    CAPTURE(step);
+    const auto sent = sent_of(arrows);
+    REQUIRE(!sent.empty());
+    CHECK(first_fin(sent).empty());
+    CHECK(sent.back().side == "server");
+    CHECK((sent.back().flags & wire::rst) != 0);
+    CHECK(arrows.back().cross);
+  }
+}
+
+TEST_CASE("wire: a --mermaid path that cannot be written is bad input") {
+  const auto result = run_program({program_path("03"), "--mermaid", "/nonexistent-folder/run.md"});
+  REQUIRE(result.status.exited);
+  CHECK(result.status.code == 2);
+  CHECK(result.err.find("cannot write to '/nonexistent-folder/run.md'") != std::string::npos);
+  CHECK(result.out.empty());
 }
 
 TEST_CASE("wire: a pcap written by --pcap shows tcpdump the flags the ladder printed") {

@@ -35,13 +35,13 @@ struct Settings {
   bool no_colour = false;
 };
 
+// What was sent or received, on one line and safe for the terminal: the line's own ending is
+// dropped, and every other control character a server sends (an escape sequence could clear or
+// retitle the student's terminal) is shown escaped, as tcp_server does with what it receives.
 std::string shown(std::string_view text) {
-  std::string flat;
-  for (const char character : text) {
-    if (character == '\n' || character == '\r') continue;
-    flat += character;
-  }
-  return "\"" + flat + "\"";
+  if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+  return "\"" + escape_controls(text) + "\"";
 }
 
 class Client {

@@ -123,7 +123,8 @@ std::variant<ParsedArgs, int> CommandLine::parse_or_exit(int argc, const char* c
 }
 
 int CommandLine::usage_error(std::string_view message) const {
-  std::cerr << wrapped(program_ + ": ", message, 2) << usage();
+  // Wrapped at word boundaries: a refusal is read in an 80-column terminal too.
+  std::cerr << wrapped(program_ + ": ", escape_controls(message) + " (see " + program_ + " --help)", 2);
   return kExitUsage;
 }
 
@@ -140,6 +141,29 @@ std::optional<std::uint16_t> CommandLine::required_port(const ParsedArgs& args, 
 
 std::string bad_port_message(std::string_view text) {
   return "bad port '" + std::string(text) + "' (want a number from 1 to 65535)";
+}
+
+std::string escape_controls(std::string_view text) {
+  std::string shown;
+  shown.reserve(text.size());
+  for (const char character : text) {
+    const auto byte = static_cast<unsigned char>(character);
+    if (byte == '\n') {
+      shown += "\\n";
+    } else if (byte == '\r') {
+      shown += "\\r";
+    } else if (byte == '\t') {
+      shown += "\\t";
+    } else if (byte < 0x20 || byte == 0x7f) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      shown += "\\x";
+      shown += kHex[byte >> 4];
+      shown += kHex[byte & 0x0f];
+    } else {
+      shown += character;
+    }
+  }
+  return shown;
 }
 
 bool colour_wanted(bool disabled_by_flag, int fd) {

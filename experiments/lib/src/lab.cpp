@@ -729,6 +729,11 @@ void Lab::report_segments(Observation& observation) {
   }
 }
 
+std::string Lab::mermaid_diagram() const {
+  if (!wire_ || !wire_->wire->capturing()) return {};
+  return wire_->ladder.mermaid();
+}
+
 bool Lab::saw(Evidence evidence) const {
   return seen_.count(evidence) > 0;
 }
@@ -864,6 +869,9 @@ std::string_view situation_key(Situation situation) {
     case Situation::cells_as_documented: return "cells-as-documented";
     case Situation::cells_differ: return "cells-differ";
     case Situation::cells_skipped: return "cells-skipped";
+    case Situation::ran_out_sooner: return "ran-out-sooner";
+    case Situation::inside_own_range: return "inside-own-range";
+    case Situation::only_reuseport: return "only-reuseport";
   }
   return "?";
 }

@@ -186,6 +186,10 @@ std::optional<std::string> preflight_problem(std::optional<std::uint16_t> user_p
 
 }  // namespace
 
+std::optional<std::string> preflight(std::optional<std::uint16_t> user_port) {
+  return preflight_problem(user_port);
+}
+
 std::optional<Expected> expected_outcome(std::string_view number, std::string_view step_id) {
   for (const auto& row : kExpected) {
     if (number == row.number && step_id == row.step) return Expected{row.call, row.outcome};
@@ -214,12 +218,19 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
       {"--record", "FILE", "also append the JSON Lines to FILE (run-all's summary reads it)"},
       {"--quiz", "", "before each step, predict its outcome; the score is kept (needs a terminal)"},
       {"--ladder", "", "show each step's TCP segments (private network namespace)"},
-      {"--pcap", "FILE", "write those segments to FILE (tcpdump -r FILE, Wireshark)"}};
+      {"--pcap", "FILE", "write those segments to FILE (tcpdump -r FILE, Wireshark)"},
+      {"--mermaid", "FILE", "write them to FILE as Mermaid sequence diagrams (Markdown)"}};
   if (has_long_steps) options.push_back({"--long", "", "also run the steps that take longer than a moment"});
+  std::string extra_synopsis;
+  for (const auto& extra : experiment.options) {
+    options.push_back({extra.name, extra.value_name, extra.help});
+    extra_synopsis += " [" + extra.name + (extra.value_name.empty() ? "" : " " + extra.value_name) + "]";
+  }
   const CommandLine cli(
       program,
-      std::string("[--port P] [--json] [--no-color] [--step] [--quiz] [--record FILE] [--ladder] [--pcap FILE]") +
-          (has_long_steps ? " [--long]" : ""),
+      std::string("[--port P] [--json] [--no-color] [--step] [--quiz] [--record FILE] [--ladder] [--pcap FILE]"
+                  " [--mermaid FILE]") +
+          (has_long_steps ? " [--long]" : "") + extra_synopsis,
       description, options);
   const auto parsed_or_exit = cli.parse_or_exit(argc, argv);
   if (const auto* exit_status = std::get_if<int>(&parsed_or_exit)) return *exit_status;
@@ -244,6 +255,16 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
     record_file.open(*path, std::ios::app);
     if (!record_file) return cli.usage_error("cannot write to '" + *path + "'");
   }
+  // The experiment's own options: each checks its value now, and finishes after the last step.
+  std::vector<const ExtraOption*> extras;
+  for (const auto& extra : experiment.options) {
+    const auto value = args.value(extra.name);
+    if (!value && !args.has(extra.name)) continue;
+    if (extra.start) {
+      if (auto problem = extra.start(value.value_or(""))) return cli.usage_error(*problem);
+    }
+    extras.push_back(&extra);
+  }
   const auto emit = [&](const JsonObject& record) {
     if (json) std::cout << record.text() << std::endl;
     if (record_file.is_open()) record_file << record.text() << std::endl;
@@ -251,7 +272,13 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
   // Packet ladders: before any step, while this process has no threads or children, it moves
   // into a private network namespace where only its own steps talk on lo.
   std::optional<wire::Wire> wire;
-  if (args.has("--ladder") || args.has("--pcap")) {
+  // --mermaid FILE: each step's segments as a sequence diagram, in a Markdown file.
+  std::ofstream mermaid_file;
+  if (auto path = args.value("--mermaid")) {
+    mermaid_file.open(*path, std::ios::trunc);
+    if (!mermaid_file) return cli.usage_error("cannot write to '" + *path + "'");
+  }
+  if (args.has("--ladder") || args.has("--pcap") || args.has("--mermaid")) {
     const auto pcap_path = args.value("--pcap");
     auto prepared = wire::Wire::prepare(pcap_path, args.has("--ladder"));
     if (!prepared) {
@@ -328,6 +355,17 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
         observation = lab.could_not_run(broke.what);
       }
       lab.report_segments(observation);
+      if (mermaid_file.is_open()) {
+        const auto diagram = lab.mermaid_diagram();
+        mermaid_file << "Step `" << step.id << "` (" << program << "), the segments on lo:\n\n";
+        if (diagram.empty()) {
+          mermaid_file << (wire->missing() ? "(no capture: " + *wire->missing() + ")" : std::string("(no segments)"))
+                       << "\n\n";
+        } else {
+          mermaid_file << "```mermaid\n" << diagram << "```\n\n";
+        }
+        mermaid_file.flush();
+      }
     }
     JsonObject record;
     record.add("experiment", entry->number).add("step", step.id).add("port", static_cast<int>(port));
@@ -413,6 +451,13 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
   if (quiz && predicted > 0) {
     narrator.paragraph("Quiz:", "your predictions: " + std::to_string(predicted_right) + " of " +
                                     std::to_string(predicted) + " right.", Tone::heading);
+  }
+  for (const auto* extra : extras) {
+    if (!extra->finish) continue;
+    if (auto problem = extra->finish(narrator)) {
+      std::cerr << program << ": " << *problem << "\n";
+      every_step_ran = false;
+    }
   }
   narrator.blank();
   return every_step_ran ? 0 : kExitCouldNotRun;

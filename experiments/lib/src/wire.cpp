@@ -391,10 +391,56 @@ std::vector<std::string> Ladder::rows(const std::vector<Segment>& segments, cons
         std::string(time.data()) + "  " + arrow(label, from_client) + "  seq " + std::to_string(segment.seq - *own);
     if ((segment.flags & ack) != 0) row += " ack " + std::to_string(segment.ack - *other);
     if (segment.payload > 0) row += " len " + std::to_string(segment.payload);
+    std::string numbers = "seq " + std::to_string(segment.seq - *own);
+    if ((segment.flags & ack) != 0) numbers += " ack " + std::to_string(segment.ack - *other);
+    if (segment.payload > 0) numbers += " len " + std::to_string(segment.payload);
+    drawn_.push_back(Drawn{index, from_client, segment.flags, label + " " + numbers});
     shown.push_back(std::move(row));
     flags_.push_back(std::string(from_client ? "client " : "server ") + label);
   }
   return shown;
+}
+
+std::string Ladder::mermaid() const {
+  if (drawn_.empty()) return {};
+  // Each connection's client is a participant of its own (C1, C2...); a server that several
+  // connections reach is one participant (S1...).
+  std::vector<std::string> servers;
+  std::vector<std::size_t> server_of(connections_.size(), 0);
+  std::string diagram = "sequenceDiagram\n";
+  std::vector<bool> declared(connections_.size(), false);
+  constexpr std::size_t kMostArrows = 40;  // as many as the ladder shows; the pcap file has them all
+  std::size_t arrows = 0;
+  for (const auto& segment : drawn_) {
+    const auto& connection = connections_[segment.connection];
+    if (!declared[segment.connection]) {
+      // The client on the left, as in the ladder: Mermaid places participants as declared.
+      diagram += "    participant C" + std::to_string(segment.connection + 1) + " as client " +
+                 endpoint_text(connection.client, connection.client_port) + "\n";
+      const auto server = endpoint_text(connection.server, connection.server_port);
+      auto found = std::find(servers.begin(), servers.end(), server);
+      if (found == servers.end()) {
+        servers.push_back(server);
+        diagram += "    participant S" + std::to_string(servers.size()) + " as server " + server + "\n";
+        found = servers.end() - 1;
+      }
+      server_of[segment.connection] = static_cast<std::size_t>(found - servers.begin()) + 1;
+      declared[segment.connection] = true;
+    }
+    if (arrows == kMostArrows) {
+      diagram += "    Note over C" + std::to_string(segment.connection + 1) + ": " +
+                 std::to_string(drawn_.size() - kMostArrows) + " more segments, not drawn\n";
+      break;
+    }
+    ++arrows;
+    const auto client = "C" + std::to_string(segment.connection + 1);
+    const auto server = "S" + std::to_string(server_of[segment.connection]);
+    // A reset ends the connection: its arrow ends in a cross.
+    const char* arrow = (segment.flags & rst) != 0 ? "-x" : "->>";
+    diagram += "    " + (segment.from_client ? client : server) + arrow + (segment.from_client ? server : client) +
+               ": " + segment.label + "\n";
+  }
+  return diagram;
 }
 
 }  // namespace portreuse::wire

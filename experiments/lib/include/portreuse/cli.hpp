@@ -1,5 +1,5 @@
 // Command-line parsing shared by every program: the same flags mean the same thing everywhere,
-// and bad input always gets one line naming the problem, the usage, and exit status 2.
+// and bad input always gets one line naming the problem, how to get the help, and exit status 2.
 #pragma once
 
 #include <cstdint>
@@ -44,9 +44,10 @@ class CommandLine {
   [[nodiscard]] const std::string& program() const { return program_; }
 
   // The arguments, or the exit status to return at once: 0 after --help (the usage on stdout),
-  // 2 after bad input (one line naming the problem, then the usage, on stderr).
+  // 2 after bad input (one line naming the problem and pointing to --help, on stderr).
   [[nodiscard]] std::variant<ParsedArgs, int> parse_or_exit(int argc, const char* const* argv) const;
-  // "program: message" and the usage on stderr; returns 2 for main() to return.
+  // "program: message (see program --help)" on stderr, control characters escaped: one line,
+  // not the whole usage. Returns 2 for main() to return.
   int usage_error(std::string_view message) const;
   // The port a required option names; nullopt after the usage error for a missing or bad value.
   [[nodiscard]] std::optional<std::uint16_t> required_port(const ParsedArgs& args, std::string_view option) const;
@@ -61,6 +62,10 @@ class CommandLine {
 
 // The one wording for a port argument that is not 1..65535.
 std::string bad_port_message(std::string_view text);
+
+// Text from a user or a peer, made safe for a terminal: control characters (and DEL) as \n, \r,
+// \t or \xHH, so that it stays on one line and cannot move the cursor or retitle the window.
+std::string escape_controls(std::string_view text);
 
 // Colour only for a terminal, and never when NO_COLOR is set (https://no-color.org).
 bool colour_wanted(bool disabled_by_flag, int fd);

@@ -262,6 +262,9 @@ enum class Situation {
   cells_as_documented,    // 15: every cell of the block gave the documented outcome
   cells_differ,           // 15: some cells differ from the documented rule
   cells_skipped,          // 15: the cells that ran are as documented; some could not run (no IPv6)
+  ran_out_sooner,         // 18: bind(port 0) before connect() made fewer connections than connect() alone
+  inside_own_range,       // 18: every port connect() took came from the socket's IP_LOCAL_PORT_RANGE
+  only_reuseport,         // 18: the OR'd option name set SO_REUSEPORT and left SO_REUSEADDR at 0
 };
 std::string_view situation_key(Situation situation);  // "time-wait", as in the JSON
 
@@ -361,6 +364,9 @@ class Lab {
   // At the end of the step: the last segments, and the "segments" fact ("client SYN", "server
   // FIN ACK", ...), or "ladder_missing" with the reason there is no capture.
   void report_segments(Observation& observation);
+  // The step's segments so far as a Mermaid sequenceDiagram (the runner's --mermaid FILE); empty
+  // without a capture or segments.
+  [[nodiscard]] std::string mermaid_diagram() const;
 
  private:
   friend class Trace;
@@ -417,9 +423,22 @@ struct Step {
   bool long_running = false;  // runs only with --long
 };
 
+// An option only one experiment offers (15's --svg FILE), listed in its --help after the common
+// ones. `start` gets the value before the first step and says what is wrong with it (bad input,
+// exit status 2) or nullopt; `finish` runs after the last step and says why it failed (exit
+// status 1) or nullopt.
+struct ExtraOption {
+  std::string name;        // "--svg"
+  std::string value_name;  // "FILE"
+  std::string help;
+  std::function<std::optional<std::string>(const std::string& value)> start;
+  std::function<std::optional<std::string>(const Narrator& narrator)> finish;
+};
+
 struct Experiment {
   std::string summary;  // shown by --help and at the start; number, slug and title: the manifest
   std::vector<Step> steps;
+  std::vector<ExtraOption> options;  // most experiments have none
 };
 
 // The expected Linux outcome of a step, from experiments/expected_outcomes.txt (the one table
@@ -441,6 +460,10 @@ std::optional<Expected> expected_outcome(std::string_view number, std::string_vi
 void enter_private_network(Trace& t, const std::vector<std::pair<std::string, std::string>>& sysctls);
 // A sysctl's value as this process sees it ("net.ipv4.tcp_tw_reuse" -> "2"); nullopt when absent.
 std::optional<std::string> sysctl_value(std::string_view name);
+
+// Why no experiment can run here, or nullopt: loopback must carry a connection, and a port the
+// user chose must be free. Every program checks it first; run-all once for a whole run.
+std::optional<std::string> preflight(std::optional<std::uint16_t> user_port);
 
 // Parses the common flags, runs the steps, prints narration or JSON Lines. `number` is the
 // experiment's manifest number (PORTREUSE_EXPERIMENT, set by CMake).

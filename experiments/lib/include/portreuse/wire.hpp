@@ -129,8 +129,19 @@ class Ladder {
   // columns; "client SYN", "server FIN ACK" per segment go to flags().
   std::vector<std::string> rows(const std::vector<Segment>& segments, const std::set<std::uint16_t>& ports);
   [[nodiscard]] const std::vector<std::string>& flags() const noexcept { return flags_; }
+  // The same segments as a Mermaid sequence diagram (`sequenceDiagram`, which GitHub draws): one
+  // arrow per segment, client to server or back, labelled like the ladder's row; a reset ends in
+  // a cross. Empty when no segment was seen.
+  [[nodiscard]] std::string mermaid() const;
 
  private:
+  struct Drawn {  // one segment as the ladder drew it
+    std::size_t connection = 0;
+    bool from_client = true;
+    std::uint8_t flags = 0;
+    std::string label;  // "SYN ACK seq 0 ack 1"
+  };
+  std::vector<Drawn> drawn_;
   struct Connection {
     std::string client;  // "127.0.0.1"
     std::uint16_t client_port = 0;
