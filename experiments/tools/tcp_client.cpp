@@ -236,19 +236,19 @@ int main(int argc, char** argv) {
   auto address_text = args.value("--addr").value_or("127.0.0.1");
   if (address_text == "localhost") address_text = "127.0.0.1";
   const auto server = Endpoint::parse(address_text, *port);
-  if (!server) return usage_error("bad address '" + address_text + "' (want an IP address such as 127.0.0.1)");
+  if (!server) return usage_error("bad address '" + address_text + "' (want an IP address)");
   // The walkthrough, like the whole suite, stays on this machine.
   if (!server->is_loopback()) {
-    return usage_error("address " + address_text + " is not loopback: the suite connects only to 127.0.0.0/8 and ::1");
+    return usage_error("address " + address_text + " is not loopback");
   }
 
   Settings settings;
   settings.server = *server;
   if (auto local_text = args.value("--bind")) {
     settings.local = parse_local(*local_text);
-    if (!settings.local) return usage_error("bad --bind '" + *local_text + "' (want ADDR:PORT, e.g. 127.0.0.1:40000)");
+    if (!settings.local) return usage_error("bad --bind '" + *local_text + "' (want ADDR:PORT)");
     if (settings.local->family() != server->family()) {
-      return usage_error("--bind " + *local_text + " and --addr " + address_text + " are different address families");
+      return usage_error("--bind " + *local_text + ", --addr " + address_text + ": different address families");
     }
   }
   if (args.has("--reuseaddr")) settings.options.reuse_address = 1;

@@ -324,7 +324,7 @@ int main(int argc, char** argv) {
   if (!port) return kExitUsage;
   const auto address_text = args.value("--addr").value_or("0.0.0.0");
   const auto address = Endpoint::parse(address_text, *port);
-  if (!address) return usage_error("bad address '" + address_text + "' (want an IP address such as 127.0.0.1 or ::)");
+  if (!address) return usage_error("bad address '" + address_text + "' (want an IP address: 127.0.0.1, ::)");
 
   Settings settings;
   settings.address = *address;

@@ -123,8 +123,7 @@ std::variant<ParsedArgs, int> CommandLine::parse_or_exit(int argc, const char* c
 }
 
 int CommandLine::usage_error(std::string_view message) const {
-  // Wrapped at word boundaries: a refusal is read in an 80-column terminal too.
-  std::cerr << wrapped(program_ + ": ", escape_controls(message) + " (see " + program_ + " --help)", 2);
+  std::cerr << program_ << ": " << escape_controls(message) << " (see " << program_ << " --help)\n";
   return kExitUsage;
 }
 
@@ -140,7 +139,7 @@ std::optional<std::uint16_t> CommandLine::required_port(const ParsedArgs& args, 
 }
 
 std::string bad_port_message(std::string_view text) {
-  return "bad port '" + std::string(text) + "' (want a number from 1 to 65535)";
+  return "bad port '" + std::string(text) + "' (want 1 to 65535)";
 }
 
 std::string escape_controls(std::string_view text) {
