@@ -20,9 +20,11 @@
 #   13 client-side
 #   14 time-wait-length
 #   15 bind-map
+#   16 time-wait-accepts
 #   18 client-traps
 #
-# Usage: scripts/run-all.sh [--list] [--only 02,05] [--step] [--json] [--long] [--no-build] [--no-color] [--help]
+# Usage: scripts/run-all.sh [--list] [--only 02,05] [--step] [--quiz] [--json] [--long] [--no-ladder]
+#                           [--no-build] [--no-color] [--help]
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,8 +32,8 @@ manifest="$root/experiments/manifest.txt"
 
 usage() {
   cat <<'USAGE'
-Usage: scripts/run-all.sh [--list] [--only NN[,NN...]] [--step] [--json]
-                          [--long] [--no-build] [--no-color] [--help]
+Usage: scripts/run-all.sh [--list] [--only NN[,NN...]] [--step] [--quiz] [--json]
+                          [--long] [--no-ladder] [--no-build] [--no-color] [--help]
 
 Builds the programs this run needs (CMake preset "default") when they are
 missing or stale, runs the experiments in teaching order (each one as soon as
@@ -41,8 +43,12 @@ Options:
   --list          list the experiments and exit
   --only LIST     run only these experiments, e.g. --only 02,05 (or 2,5)
   --step          pause for Enter before each experiment and step (classroom)
+  --quiz          predict each step's outcome before it runs; the score is kept
+                  (needs a terminal; with --json the answers go into the JSON)
   --json          print the experiments' JSON Lines only (one object per step)
   --long          also run the steps that take minutes (waiting out TIME_WAIT)
+  --no-ladder     do not show the packet ladders (shown by default for the
+                  experiments whose lesson is on the wire: 02 03 04 10 16)
   --no-build      do not build; use the programs already in build/default/bin
   --no-color      no colours (also with NO_COLOR set or output not a terminal)
   --help          show this help and exit
@@ -72,7 +78,7 @@ while read -r number slug title; do
   titles+=("$title")
 done <"$manifest"
 
-list=false only="" only_given=false step=false json=false long=false build=true colour=true
+list=false only="" only_given=false step=false quiz=false json=false long=false ladder=true build=true colour=true
 while [[ $# -gt 0 ]]; do
   case $1 in
     --list) list=true ;;
@@ -83,6 +89,8 @@ while [[ $# -gt 0 ]]; do
       ;;
     --only=*) only=${1#--only=} only_given=true ;;
     --step) step=true ;;
+    --quiz) quiz=true ;;
+    --no-ladder) ladder=false ;;
     --json) json=true ;;
     --long) long=true ;;
     --no-build) build=false ;;
@@ -95,6 +103,9 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
+
+# A quiz reads the student's answers from the terminal.
+if $quiz && [[ ! -t 0 ]]; then usage_error "--quiz needs a terminal to read the answers from"; fi
 
 selected=()
 if $only_given; then
@@ -292,6 +303,12 @@ fi
 program_flags=()
 $colour || program_flags+=(--no-color)
 $step && program_flags+=(--step)
+$quiz && program_flags+=(--quiz)
+
+# The experiments whose lesson is on the wire show their packet ladder (issue 11): who sends the
+# first FIN (02, 03), a connection that outlives its listener (04), the reset of SO_LINGER 0 (10),
+# and the segments a TIME_WAIT still accepts (16).
+ladder_numbers=" 02 03 04 10 16 "
 
 pause() {
   $step || return 0
@@ -310,6 +327,7 @@ for index in "${selected[@]}"; do
   flags=("${program_flags[@]}")
   # Only programs with long steps know --long.
   if $long && grep -q -- '--long' <<<"$("$program" --help)"; then flags+=(--long); fi
+  if $ladder && [[ $ladder_numbers == *" $number "* ]]; then flags+=(--ladder); fi
   status=0
   started=$(date +%s%N)
   if $json; then
@@ -329,6 +347,11 @@ if ! $json; then
   "$bin_dir/portreuse-summary" "${summary_flags[@]}" "/dev/fd/$record_fd" || summary_status=$?
   [[ $summary_status -le 1 ]] || exit "$summary_status"
   echo "${bold}${#selected[@]} experiment(s) in ${elapsed_ms} ms.${reset} Lessons: lessons/README.md"
+  if $quiz; then
+    asked=$(grep -c '"prediction":"' "/dev/fd/$record_fd" || true)
+    right=$(grep -c '"predicted_right":true' "/dev/fd/$record_fd" || true)
+    echo "${bold}Your predictions: $right of $asked right.${reset}"
+  fi
 fi
 
 if [[ ${#failed[@]} -gt 0 ]]; then

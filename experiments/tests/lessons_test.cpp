@@ -202,6 +202,9 @@ TEST_CASE("lessons: the commands of lessons 10 to 12 run as written") {
 TEST_CASE("lessons: the commands of lessons 13 to 15 run as written") {
   run_lessons({"13", "14", "15"});
 }
+TEST_CASE("lessons: the commands of lesson 16 run as written") {
+  run_lessons({"16"});
+}
 TEST_CASE("lessons: the commands of lesson 18 run as written") {
   run_lessons({"18"});
 }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -181,6 +182,7 @@ std::string_view call_name(Call call) {
     case Call::write: return "write";
     case Call::ioctl: return "ioctl";
     case Call::socket_table: return "socket_table";
+    case Call::timer: return "timer";
   }
   return "?";
 }
@@ -188,7 +190,7 @@ std::string_view call_name(Call call) {
 std::string Event::text() const {
   if (call == Call::note) return printable(detail);
   if (call == Call::exited) return printable(detail);
-  if (call == Call::socket_table && error == 0) return printable(detail);
+  if ((call == Call::socket_table || call == Call::timer) && error == 0) return printable(detail);
   std::string shown(call_name(call));
   if (!detail.empty()) shown += " " + printable(detail);
   if (error != 0) return shown + " -> " + describe_outcome(make_error(error));
@@ -297,6 +299,27 @@ void Trace::report_sockets(std::uint16_t port, Transport transport) {
     Event event;
     event.call = Call::socket_table;
     event.value = static_cast<long>(entry.state);
+    event.detail = entry.describe();
+    record(std::move(event));
+  }
+}
+
+void Trace::report_timers(std::uint16_t port) {
+  const auto table = read_socket_table(Transport::tcp);
+  if (!table) {
+    Event event;
+    event.call = Call::timer;
+    event.value = -1;
+    event.error = table.error().value();
+    event.detail = "of this network namespace";
+    record(std::move(event));
+    return;
+  }
+  for (const auto& entry : involving_port(*table, port)) {
+    if (!entry.is(TcpState::time_wait)) continue;
+    Event event;
+    event.call = Call::timer;
+    event.value = std::lround(entry.timer_seconds * 1000.0);
     event.detail = entry.describe();
     record(std::move(event));
   }
@@ -684,6 +707,10 @@ void Lab::record_wire(wire::Wire& wire) {
   wire_->ports.insert(port_);
 }
 
+bool Lab::shares_private_network() const noexcept {
+  return wire_ && wire_->wire->capturing();
+}
+
 void Lab::show_segments() {
   if (!wire_ || !wire_->wire->capturing()) return;
   pump(Millis(0));
@@ -872,6 +899,11 @@ std::string_view situation_key(Situation situation) {
     case Situation::ran_out_sooner: return "ran-out-sooner";
     case Situation::inside_own_range: return "inside-own-range";
     case Situation::only_reuseport: return "only-reuseport";
+    case Situation::time_wait_reopened: return "time-wait-reopened";
+    case Situation::time_wait_ended: return "time-wait-ended";
+    case Situation::time_wait_kept: return "time-wait-kept";
+    case Situation::timer_restarted: return "timer-restarted";
+    case Situation::timer_not_restarted: return "timer-not-restarted";
   }
   return "?";
 }

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -85,6 +86,48 @@ void enter_private_network(Trace& t, const std::vector<std::pair<std::string, st
   t.must("ioctl", ::ioctl(control, SIOCSIFFLAGS, &request), "SIOCSIFFLAGS lo IFF_UP (127.0.0.1, ::1)");
   for (const auto& [name, value] : sysctls) {
     t.must("sysctl", write_file(sysctl_path(name), value), name + " = " + value);
+  }
+#endif
+}
+
+PrivateNetwork::PrivateNetwork(Trace& t, const Lab& lab,
+                               const std::vector<std::pair<std::string, std::string>>& sysctls)
+    : t_(t), shared_(lab.shares_private_network()) {
+  if (!shared_) {
+    enter_private_network(t, sysctls);
+    return;
+  }
+  // The runner made this namespace for the whole run (--ladder, --pcap) and holds its
+  // capabilities; the capture on its lo sees only the run's own segments.
+  t.note("stays in the run's private network namespace, where the ladder's capture listens");
+  for (const auto& [name, value] : sysctls) set(name, value);
+}
+
+void PrivateNetwork::set(const std::string& name, const std::string& value) const {
+#ifdef __linux__
+  if (shared_) {
+    const bool known =
+        std::any_of(changed_.begin(), changed_.end(), [&](const auto& old) { return old.first == name; });
+    if (!known) changed_.emplace_back(name, sysctl_value(name).value_or(""));
+  }
+  // A fresh trace: its call is placed when it returned, after whatever the step's other actors
+  // in this process did since the last sysctl.
+  auto now = t_.alongside(t_.actor(), t_.role());
+  now.must("sysctl", write_file(sysctl_path(name), value), name + " = " + value);
+#else
+  t_.must("sysctl", Returned((errno = ENOSYS, -1)), name + " = " + value);
+#endif
+}
+
+PrivateNetwork::~PrivateNetwork() {
+#ifdef __linux__
+  // Quietly: the step is over, and a failure still shows.
+  auto quiet = t_.alongside(t_.actor(), t_.role());
+  quiet.quiet();
+  for (auto old = changed_.rbegin(); old != changed_.rend(); ++old) {
+    if (old->second.empty()) continue;
+    quiet.call("sysctl", write_file(sysctl_path(old->first), old->second),
+               old->first + " = " + old->second + " (put back)");
   }
 #endif
 }

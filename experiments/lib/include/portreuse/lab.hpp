@@ -47,7 +47,10 @@ enum class Call {
   setgroups, setgid, setuid,  // a child that drops root's rights (09: another user's socket)
   // write: to a file of /proc (a namespace's uid_map); ioctl: an interface's flags (lo up);
   // socket_table: one row of the kernel's socket table as a process saw it (value: its TcpState).
-  write, ioctl, socket_table
+  write, ioctl, socket_table,
+  // timer: the time left on a TIME_WAIT's timer as a process read it from the socket table
+  // (value: milliseconds), so that a parent can compare two readings as numbers (16).
+  timer
 };
 std::string_view call_name(Call call);
 
@@ -66,7 +69,7 @@ struct CallName {
                                       "accept",      "recv",       "send",       "shutdown", "close", "fork",
                                       "kill",        "sendto",     "recvfrom",   "getsockname", "unshare", "sysctl",
                                       "pipe",        "exited",     "note",       "setgroups", "setgid", "setuid",
-                                      "write",       "ioctl",      "socket_table"};
+                                      "write",       "ioctl",      "socket_table", "timer"};
     for (int index = 0; index < static_cast<int>(std::size(kNames)); ++index) {
       if (same(text, kNames[index])) return static_cast<Call>(index);
     }
@@ -146,6 +149,9 @@ class Trace {
   // and records each row with the port at either end as a socket_table event whose value is
   // its TcpState; a table that cannot be read is recorded as that call's failure.
   void report_sockets(std::uint16_t port, Transport transport = Transport::tcp);
+  // The TIME_WAIT rows with the port at either end, each recorded as a `timer` event whose value
+  // is the milliseconds left on its timer (the row as its detail).
+  void report_timers(std::uint16_t port);
   // A quiet trace (many clients in a loop) records failures and evidence but prints and lists
   // only the failures; the experiment narrates the totals itself.
   Trace& quiet() noexcept {
@@ -265,6 +271,11 @@ enum class Situation {
   ran_out_sooner,         // 18: bind(port 0) before connect() made fewer connections than connect() alone
   inside_own_range,       // 18: every port connect() took came from the socket's IP_LOCAL_PORT_RANGE
   only_reuseport,         // 18: the OR'd option name set SO_REUSEPORT and left SO_REUSEADDR at 0
+  time_wait_reopened,     // 16: the TIME_WAIT row was there before the SYN and gone after it
+  time_wait_ended,        // 16: ... before the crafted RST and gone after it
+  time_wait_kept,         // 16: ... and still there after the crafted segment
+  timer_restarted,        // 16: the TIME_WAIT timer read higher after the crafted FIN
+  timer_not_restarted,    // 16: ... did not
 };
 std::string_view situation_key(Situation situation);  // "time-wait", as in the JSON
 
@@ -360,6 +371,9 @@ class Lab {
   // namespace's lo. From then on show_sockets first shows the segments of the step's ports since
   // the last look, and so does show_segments.
   void record_wire(wire::Wire& wire);
+  // Whether this run's processes already share a private network namespace of their own (the
+  // runner's, for --ladder and --pcap), where the capture listens on lo.
+  [[nodiscard]] bool shares_private_network() const noexcept;
   void show_segments();
   // At the end of the step: the last segments, and the "segments" fact ("client SYN", "server
   // FIN ACK", ...), or "ladder_missing" with the reason there is no capture.
@@ -458,6 +472,27 @@ std::optional<Expected> expected_outcome(std::string_view number, std::string_vi
 // call fails it is recorded and ScenarioBroke thrown (unshare fails when this user may not create
 // namespaces: that event tells the parent why the step cannot run here).
 void enter_private_network(Trace& t, const std::vector<std::pair<std::string, std::string>>& sysctls);
+// The same for a step whose segments belong in the ladder, and that may change a setting between
+// calls. When the run already lives in a private network namespace of its own
+// (Lab::shares_private_network: --ladder, --pcap), the child stays there, so the capture sees
+// its segments, writes only the sysctls, and puts back the values it changed when it goes out of
+// scope (the run's later steps share the namespace). Otherwise it enters one of its own as above.
+//
+//   const PrivateNetwork network(t, lab, {{"net.ipv4.tcp_rfc1337", "0"}});
+//   network.set("net.ipv4.tcp_tw_reuse", "1");  // recorded as a sysctl call
+class PrivateNetwork {
+ public:
+  PrivateNetwork(Trace& t, const Lab& lab, const std::vector<std::pair<std::string, std::string>>& sysctls);
+  ~PrivateNetwork();
+  PrivateNetwork(const PrivateNetwork&) = delete;
+  PrivateNetwork& operator=(const PrivateNetwork&) = delete;
+  void set(const std::string& name, const std::string& value) const;
+
+ private:
+  Trace& t_;
+  bool shared_;
+  mutable std::vector<std::pair<std::string, std::string>> changed_;  // name, value before (shared only)
+};
 // A sysctl's value as this process sees it ("net.ipv4.tcp_tw_reuse" -> "2"); nullopt when absent.
 std::optional<std::string> sysctl_value(std::string_view name);
 
