@@ -124,9 +124,11 @@ Observation run_exhaustion(Lab& lab, const std::string& tw_reuse, bool wait_and_
     if (not_permitted) {
       return lab.skip("connect", "unshare(CLONE_NEWUSER | CLONE_NEWNET) returned " +
                                      portreuse::describe_outcome(portreuse::make_error(error)) +
-                                     ": this user may not create namespaces here, a matter of "
-                                     "privileges or configuration (see /proc/sys/user/"
-                                     "max_user_namespaces, or a container's seccomp profile)");
+                                     ": this user (uid " + std::to_string(::getuid()) +
+                                     ") may not create namespaces here, a matter of the user's "
+                                     "privileges or the system's settings (/proc/sys/user/"
+                                     "max_user_namespaces, a container's seccomp profile); run it "
+                                     "with sudo to see the step");
     }
   }
   inside.reap(Millis(10000));

@@ -48,6 +48,45 @@ double last_number_after(const std::string& text, const std::string& label) {
   return std::strtod(text.c_str() + at + label.size(), nullptr);
 }
 
+// The digits after `label` at its last occurrence ("... from 127.0.0.1:52854 ..." -> "52854").
+std::string number_after(const std::string& text, const std::string& label) {
+  const auto at = text.rfind(label);
+  if (at == std::string::npos) return {};
+  const auto from = at + label.size();
+  auto to = from;
+  while (to < text.size() && text[to] >= '0' && text[to] <= '9') ++to;
+  return text.substr(from, to - from);
+}
+
+// After Ctrl+C the prompt is the last line, alone: "$", not "...^C$".
+bool prompt_after_ctrl_c(const std::string& text) {
+  const auto end = text.find_last_not_of(" \n");
+  if (end == std::string::npos) return false;
+  const auto line_start = text.rfind('\n', end);
+  return text.substr(line_start == std::string::npos ? 0 : line_start + 1, end + 1 - (line_start + 1)) == "$";
+}
+
+// Whether one line of `text` holds every part, in this order (a socket table's row, whatever
+// the column widths).
+bool has_row(const std::string& text, const std::vector<std::string>& parts) {
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::size_t at = 0;
+    bool all = true;
+    for (const auto& part : parts) {
+      at = line.find(part, at);
+      if (at == std::string::npos) {
+        all = false;
+        break;
+      }
+      at += part.size();
+    }
+    if (all) return true;
+  }
+  return false;
+}
+
 // A private tmux server with one session; killed (with everything running in its panes) on
 // destruction, whatever happened in the test.
 class Tmux {
@@ -75,8 +114,9 @@ class Tmux {
                               " PATH=" + std::string(PORTREUSE_BIN_DIR) + ":\"$PATH\" bash --norc --noprofile -i";
     std::vector<std::string> arguments;
     if (!session_started_) {
-      arguments = {"new-session", "-d", "-x",       "200", "-y", "50",         "-s",
-                   "walk",        "-c", directory_, "-P",  "-F", "#{pane_id}", shell};
+      // 80 columns, as a classroom terminal; capture-pane -J joins what wraps.
+      arguments = {"new-session", "-d", "-x",       "80", "-y", "50",         "-s",
+                   "walk",        "-c", directory_, "-P", "-F", "#{pane_id}", shell};
     } else {
       arguments = {"split-window", "-d", "-v", "-t", "walk", "-c", directory_, "-P", "-F", "#{pane_id}", shell};
     }
@@ -97,6 +137,12 @@ class Tmux {
     REQUIRE(run({"send-keys", "-t", pane, "-l", command}).status.code == 0);
     REQUIRE(run({"send-keys", "-t", pane, "Enter"}).status.code == 0);
     last_command_[pane] = command;
+  }
+
+  // Types a line into the program running in the pane (not a new command for the shell).
+  void type_into(const std::string& pane, const std::string& line) const {
+    REQUIRE(run({"send-keys", "-t", pane, "-l", line}).status.code == 0);
+    REQUIRE(run({"send-keys", "-t", pane, "Enter"}).status.code == 0);
   }
 
   void press(const std::string& pane, const std::string& key) const {
@@ -202,8 +248,7 @@ std::uint16_t fresh_port() {
 }
 
 TEST_SUITE("terminal") {
-  TEST_CASE(
-      "walkthrough: Ctrl+C then a failing restart with TIME-WAIT in the table until SO_REUSEADDR is on both sides") {
+  TEST_CASE("walkthrough: every step and variation shows what lessons/walkthrough.md promises") {
     Tmux tmux(require_tmux(), PORTREUSE_SOURCE_DIR);
     const auto server = tmux.open_terminal("");
     const auto client = tmux.open_terminal("");
@@ -217,34 +262,40 @@ TEST_SUITE("terminal") {
     tmux.type(server, "tcp_server --port " + port + " --close-first");
     tmux.expect(server, {"bind 0.0.0.0:" + port + " ... ok", "listening on 0.0.0.0:" + port, "Ctrl+C stops it"});
     tmux.type(client, "socket_states " + port);
-    tmux.expect(client, {"LISTEN      0.0.0.0:" + port, "(tcp_server)"});
+    CHECK(has_row(tmux.expect_prompt(client), {"LISTEN", "0.0.0.0:" + port, "0.0.0.0:*", "tcp_server"}));
+    // The Ask: a second server on the port fails, and the message names the first one's pid.
+    tmux.type(client, "tcp_server --port " + port);
+    tmux.expect(client, {"EADDRINUSE (Address already in use)", "LISTEN", "tcp_server"});
+    tmux.expect_prompt(client);
 
-    // Step 2: a client talks to it; the server answers and closes first.
+    // Step 2: a client talks to it; the server answers, closes first and says how long the
+    // TIME_WAIT lasts.
     tmux.type(client, "tcp_client --port " + port + " hello");
-    tmux.expect(client, {"answer: \"HELLO\"", "the server closed the connection first"});
+    const auto talk = tmux.expect(client, {"answer: \"HELLO\"", "the server closed the connection first"});
     tmux.expect_prompt(client);
     tmux.expect(server, {"connection from 127.0.0.1:", "received \"hello\"", "answered \"HELLO\"",
-                         "closed the connection first (--close-first)"});
+                         "closed the connection first (--close-first)", "in TIME_WAIT for", "s more (until"});
 
     // Step 3: Ctrl+C; the server closes cleanly and the shell is back.
     tmux.press(server, "C-c");
     tmux.expect(server, {"SIGINT: closed the listening socket; exiting"});
     tmux.expect_prompt(server);
 
-    // Step 4: nothing runs any more, but the table shows the server's side in TIME-WAIT.
-    tmux.type(client, "socket_states " + port);
-    const auto table = tmux.expect(client, {"TIME-WAIT   127.0.0.1:" + port, "timewait", "(the kernel holds it)",
-                                            "TIME-WAIT keeps port " + port + " bound for another"});
-    CHECK(table.find("LISTEN") == std::string::npos);
-    const double seconds_at_first_look = last_number_after(table, "bound for another ");
-
-    // Step 5: the same command again fails in bind(), and says why.
+    // Step 4: the same command again fails in bind(), says why and how long, and exits 1.
     tmux.type(server, "tcp_server --port " + port + " --close-first");
     tmux.expect(server, {"tcp_server: bind 0.0.0.0:" + port + ": EADDRINUSE (Address already in use)",
-                         "TIME-WAIT  127.0.0.1:" + port, "Likely reason:", "TIME-WAIT"});
+                         "TIME-WAIT  127.0.0.1:" + port, "s left", "Likely reason:", "TIME_WAIT"});
     tmux.expect_prompt(server);
     tmux.type(server, "echo $?");
     tmux.expect(server, {"$ echo $?\n1\n"});
+
+    // Step 5: nothing runs any more, but the table shows the server's side in TIME-WAIT.
+    tmux.type(client, "socket_states " + port);
+    const auto table = tmux.expect(client, {"TIME_WAIT keeps port " + port + " bound for another"});
+    CHECK(has_row(table, {"TIME-WAIT", "127.0.0.1:" + port, "127.0.0.1:", " s", "kernel"}));
+    CHECK(table.find("LISTEN") == std::string::npos);
+    const double seconds_at_first_look = last_number_after(table, "bound for another ");
+    CHECK(seconds_at_first_look > 0);
 
     // Step 6: the surprise: --reuseaddr on the restart alone still fails on Linux.
     tmux.type(server, "tcp_server --port " + port + " --close-first --reuseaddr");
@@ -253,32 +304,140 @@ TEST_SUITE("terminal") {
                          "This socket did set SO_REUSEADDR"});
     tmux.expect_prompt(server);
 
-    // Step 7: the countdown runs down (the lesson stops --watch with Ctrl+C; here it stops by itself).
-    tmux.type(client, "socket_states " + port + " --watch --count 3");
+    // Step 7: the countdown runs down to an empty table; Ctrl+C ends the watch on a line of its own.
+    tmux.type(client, "socket_states " + port + " --watch");
     tmux.expect(client, {"refreshing every second", "bound for another"});
-    tmux.expect_prompt(client);
-    const double seconds_later = last_number_after(tmux.output(client), "bound for another ");
-    CHECK(seconds_later > 0);
-    CHECK(seconds_later < seconds_at_first_look);
+    const auto emptied_screen = tmux.wait_for_screen(
+        client,
+        [&](const std::string&) {
+          return tmux.output(client).find("(no sockets: nothing uses port " + port) != std::string::npos;
+        },
+        Millis(80000));
+    CHECK_MESSAGE(tmux.output(client).find("(no sockets: nothing uses port " + port) != std::string::npos,
+                  "the TIME_WAIT did not end within 80 s; the terminal shows:\n"
+                      << emptied_screen);
+    tmux.press(client, "C-c");
+    tmux.wait_for_screen(client, prompt_after_ctrl_c);
+    CHECK_MESSAGE(prompt_after_ctrl_c(tmux.screen(client)), "the prompt does not start a line of its own:\n"
+                                                                << tmux.screen(client));
 
     // Step 8: with SO_REUSEADDR on the old server and on the new one, the restart works at once.
-    // (The lesson waits for the countdown on the same port; the test takes a fresh port instead.)
-    const auto second_port = std::to_string(fresh_port());
-    tmux.type(server, "tcp_server --port " + second_port + " --close-first --reuseaddr");
-    tmux.expect(server, {"listening on 0.0.0.0:" + second_port});
-    tmux.type(client, "tcp_client --port " + second_port + " hello again");
-    tmux.expect(client, {"answer: \"HELLO AGAIN\""});
+    tmux.type(server, "tcp_server --port " + port + " --close-first --reuseaddr");
+    tmux.expect(server, {"listening on 0.0.0.0:" + port});
+    tmux.type(client, "tcp_client --port " + port + " hello again");
+    const auto again = tmux.expect(client, {"answer: \"HELLO AGAIN\"", " from 127.0.0.1:"});
+    tmux.expect_prompt(client);
+    const auto client_port = number_after(again, " from 127.0.0.1:");
+    tmux.press(server, "C-c");
+    tmux.expect(server, {"SIGINT: closed the listening socket; exiting"});
+    tmux.expect_prompt(server);
+    tmux.type(server, "tcp_server --port " + port + " --close-first --reuseaddr");
+    tmux.expect(server, {"bind 0.0.0.0:" + port + " ... ok", "listening on 0.0.0.0:" + port});
+    tmux.type(client, "socket_states " + port);
+    const auto both = tmux.expect_prompt(client);
+    CHECK(has_row(both, {"LISTEN", "0.0.0.0:" + port}));
+    CHECK(has_row(both, {"TIME-WAIT", "127.0.0.1:" + port, "127.0.0.1:" + client_port, "kernel"}));
+    // The Ask's answer: the TIME_WAIT does not even lock its own pair; a new SYN from the same
+    // client port is accepted, and the new connection replaces it.
+    tmux.type(client, "tcp_client --port " + port + " --bind 127.0.0.1:" + client_port + " probe");
+    tmux.expect(client, {"bind 127.0.0.1:" + client_port + " ... ok", "answer: \"PROBE\""});
     tmux.expect_prompt(client);
     tmux.press(server, "C-c");
     tmux.expect(server, {"SIGINT: closed the listening socket; exiting"});
     tmux.expect_prompt(server);
-    tmux.type(server, "tcp_server --port " + second_port + " --close-first --reuseaddr");
-    tmux.expect(server, {"bind 0.0.0.0:" + second_port + " ... ok", "listening on 0.0.0.0:" + second_port});
-    tmux.type(client, "socket_states " + second_port);
-    tmux.expect(client, {"LISTEN      0.0.0.0:" + second_port, "TIME-WAIT   127.0.0.1:" + second_port});
-    tmux.press(server, "C-c");
-    tmux.expect(server, {"SIGINT: closed the listening socket; exiting"});
+
+    // If the minute ran out: on a free port, one command brings a TIME_WAIT back on the server's
+    // side, and the restart of step 4 fails again.
+    const auto again_port = std::to_string(fresh_port());
+    tmux.type(client, "tcp_server --port " + again_port + " --close-first --once & sleep 1; tcp_client --port " +
+                          again_port + " hi; wait");
+    tmux.expect(client, {"answer: \"HI\"", "served one connection (--once)"});
+    tmux.expect_prompt(client);
+    tmux.type(server, "tcp_server --port " + again_port + " --close-first");
+    tmux.expect(server, {"EADDRINUSE (Address already in use)", "TIME-WAIT  127.0.0.1:" + again_port});
     tmux.expect_prompt(server);
+
+    // Variation 1: the client closes first; its TIME_WAIT leaves the server's port free.
+    const auto v1 = std::to_string(fresh_port());
+    tmux.type(server, "tcp_server --port " + v1 + " --receipt");
+    tmux.expect(server, {"listening on 0.0.0.0:" + v1});
+    tmux.type(client, "tcp_client --port " + v1 + " --close-first hello");
+    tmux.expect(client, {"answer: \"message received\"", "closing the connection first (--close-first)"});
+    tmux.expect_prompt(client);
+    tmux.type(client, "socket_states " + v1);
+    const auto client_side = tmux.expect_prompt(client);
+    CHECK(has_row(client_side, {"LISTEN", "0.0.0.0:" + v1}));
+    CHECK(has_row(client_side, {"TIME-WAIT", "127.0.0.1:", "127.0.0.1:" + v1, "kernel"}));
+    CHECK_FALSE(has_row(client_side, {"TIME-WAIT", "127.0.0.1:" + v1 + " ", "127.0.0.1:"}));
+    tmux.press(server, "C-c");
+    tmux.expect_prompt(server);
+    tmux.type(server, "tcp_server --port " + v1 + " --receipt");
+    tmux.expect(server, {"bind 0.0.0.0:" + v1 + " ... ok"});
+    tmux.press(server, "C-c");
+    tmux.expect_prompt(server);
+
+    // Variation 2: a forked child keeps the connection; Ctrl+D ends it at once (--close-first).
+    const auto v2 = std::to_string(fresh_port());
+    tmux.type(server, "tcp_server --port " + v2 + " --fork");
+    tmux.expect(server, {"listening on 0.0.0.0:" + v2});
+    tmux.type(client, "tcp_client --port " + v2 + " --close-first");
+    tmux.expect(client, {"type a line and press Enter; Ctrl+D ends"});
+    tmux.type_into(client, "still here");
+    tmux.expect(client, {"answer: \"STILL HERE\""});
+    tmux.press(server, "C-c");
+    tmux.expect(server, {"still serves its connection"});
+    tmux.expect_prompt(server);
+    tmux.type(server, "tcp_server --port " + v2);
+    tmux.expect(server, {"EADDRINUSE (Address already in use)", "ESTAB      127.0.0.1:" + v2, "tcp_server"});
+    tmux.expect_prompt(server);
+    tmux.press(client, "C-d");
+    tmux.expect(client, {"  closed\n"});
+    const auto left = tmux.expect_prompt(client);
+    CHECK(left.find("closing the connection first (--close-first)") != std::string::npos);
+    CHECK(left.find("waiting up to") == std::string::npos);
+    // The child's last lines land in A after its prompt; Enter there gives a fresh one.
+    tmux.wait_for_screen(server, [](const std::string& text) {
+      return text.find("the client closed the connection (it closed first)") != std::string::npos;
+    });
+    CHECK(tmux.screen(server).find("the client closed the connection (it closed first)") != std::string::npos);
+    tmux.press(server, "Enter");
+    tmux.wait_for_screen(server, prompt_after_ctrl_c);
+    tmux.type(client, "socket_states " + v2);
+    CHECK(has_row(tmux.expect_prompt(client), {"TIME-WAIT", "127.0.0.1:", "127.0.0.1:" + v2, "kernel"}));
+
+    // Variation 3: two live servers, --reuseaddr on both: the second fails; --reuseport on both works.
+    const auto v3 = std::to_string(fresh_port());
+    tmux.type(server, "tcp_server --port " + v3 + " --reuseaddr");
+    tmux.expect(server, {"listening on 0.0.0.0:" + v3});
+    tmux.type(client, "tcp_server --port " + v3 + " --reuseaddr");
+    tmux.expect(client, {"EADDRINUSE (Address already in use)", "LISTEN", "tcp_server"});
+    tmux.expect_prompt(client);
+    tmux.press(server, "C-c");
+    tmux.expect_prompt(server);
+    const auto v3b = std::to_string(fresh_port());
+    tmux.type(server, "tcp_server --port " + v3b + " --reuseport");
+    tmux.expect(server, {"listening on 0.0.0.0:" + v3b});
+    tmux.type(client, "tcp_server --port " + v3b + " --reuseport");
+    tmux.expect(client, {"listening on 0.0.0.0:" + v3b});
+    tmux.press(client, "C-c");
+    tmux.expect_prompt(client);
+    tmux.press(server, "C-c");
+    tmux.expect_prompt(server);
+
+    // --linger0: a reset instead of a FIN, and no TIME_WAIT at all.
+    const auto v4 = std::to_string(fresh_port());
+    tmux.type(server, "tcp_server --port " + v4 + " --close-first --linger0");
+    tmux.expect(server, {"listening on 0.0.0.0:" + v4});
+    tmux.type(client, "tcp_client --port " + v4 + " hello");
+    tmux.expect(client, {"ECONNRESET (Connection reset by peer)"});
+    tmux.expect_prompt(client);
+    tmux.type(client, "socket_states " + v4);
+    const auto after_reset = tmux.expect_prompt(client);
+    CHECK(has_row(after_reset, {"LISTEN", "0.0.0.0:" + v4}));
+    CHECK(after_reset.find("TIME-WAIT") == std::string::npos);
+    tmux.press(server, "C-c");
+    tmux.expect_prompt(server);
+    (void)talk;
   }
 
   TEST_CASE("colour: a terminal gets colours unless NO_COLOR is set") {
@@ -323,14 +482,17 @@ TEST_SUITE("terminal") {
       });
       text = tmux.output(terminal);
       if (text.find("experiment(s) in") != std::string::npos) break;
+      // Exactly one more pause per Enter: nothing ran past the next pause.
+      CHECK(count_of(text, "[Enter]") == pauses + 1);
       pauses = count_of(text, "[Enter]");
       CAPTURE(text);
       CHECK(text.find("Experiment " + first.number + ":") != std::string::npos);
-      // Paused before step N: N - 1 steps have run.
-      CHECK(count_of(text, "--- step ") + 2 == pauses);
+      // A pause before each step, the experiment's own, and those inside steps (where the
+      // step's sockets are up for a look): at least one more than the steps begun.
+      CHECK(count_of(text, "--- step ") + 1 <= pauses);
     }
     tmux.expect(terminal, {"Summary: what the articles claim", "experiment(s) in"});
-    CHECK(count_of(tmux.output(terminal), "--- step ") + 1 == pauses);
+    CHECK(count_of(tmux.output(terminal), "--- step ") + 1 <= pauses);
     tmux.expect_prompt(terminal);
   }
 }

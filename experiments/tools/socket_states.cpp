@@ -11,6 +11,7 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <iostream>
 #include <thread>
 #include <variant>
@@ -54,11 +55,6 @@ std::string one_decimal(double value) {
   std::array<char, 32> text{};
   std::snprintf(text.data(), text.size(), "%.1f", value);
   return text.data();
-}
-
-std::string timer_text(const SocketEntry& entry) {
-  if (entry.timer == TimerKind::none) return "";
-  return timer_name(entry.timer) + " " + one_decimal(entry.timer_seconds) + " s";
 }
 
 std::string clock_text() {
@@ -124,35 +120,77 @@ void print_json(std::uint16_t port, int number, const std::vector<Row>& rows) {
   std::cout << snapshot_object.text() << std::endl;
 }
 
+// The directory this tool runs from: the suite's programs (tcp_server, tcp_client, the
+// experiments) live there, so a socket whose owner runs from elsewhere is another program's.
+std::string own_directory() {
+  std::error_code error;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", error);
+  return error ? std::string() : self.parent_path().string();
+}
+
+bool from_elsewhere(const SocketOwner& owner, const std::string& directory) {
+  std::error_code error;
+  const auto exe = std::filesystem::read_symlink("/proc/" + std::to_string(owner.pid) + "/exe", error);
+  // Unreadable (another user's process): say nothing rather than guess.
+  if (error || directory.empty()) return false;
+  return exe.parent_path().string() != directory;
+}
+
+// Columns sized for 80: the process goes on a line of its own when the row would be wider.
+constexpr std::size_t kStateWidth = 10;
+constexpr std::size_t kAddressWidth = 21;  // "255.255.255.255:65535"
+constexpr std::size_t kTimerWidth = 7;
+constexpr std::size_t kColumns = 80;
+
 void print_table(std::uint16_t port, const std::vector<Row>& rows, const Narrator& paint, bool watching) {
-  std::cout << paint.paint("TCP sockets with port " + std::to_string(port) + " at either end, " + clock_text() +
-                               " (from /proc/net/tcp and /proc/net/tcp6)",
+  std::cout << paint.paint("TCP sockets using port " + std::to_string(port) + " at either end, " + clock_text() +
+                               " (from /proc/net/tcp, tcp6)",
                            Tone::heading)
             << "\n";
-  std::cout << padded("State", 11) << padded("Local Address:Port", 24) << padded("Peer Address:Port", 24)
-            << padded("Timer", 16) << "Process\n";
+  std::cout << padded("State", kStateWidth) << padded("Local Address:Port", kAddressWidth)
+            << padded("Peer Address:Port", kAddressWidth) << padded("Timer", kTimerWidth) << "Process\n";
+  const auto directory = own_directory();
   double longest_time_wait = 0;
+  bool foreign_seen = false;
   for (const auto& row : rows) {
     const auto& entry = row.socket;
     const bool has_peer = entry.remote.port() != 0;
-    std::string process = row.owner ? "pid=" + std::to_string(row.owner->pid) + " (" + row.owner->command + ")" : "-";
-    if (!row.owner && entry.is(TcpState::time_wait)) process = "- (the kernel holds it)";
+    std::string process = row.owner ? std::to_string(row.owner->pid) + " " + row.owner->command : "-";
+    if (row.owner && from_elsewhere(*row.owner, directory)) {
+      process += " *";
+      foreign_seen = true;
+    }
+    if (!row.owner && entry.is(TcpState::time_wait)) process = "kernel";
     const Tone tone = entry.is(TcpState::time_wait) ? Tone::note
                       : entry.is(TcpState::listen)  ? Tone::good
                                                     : Tone::plain;
-    std::cout << paint.paint(padded(entry.state_name(), 11), tone) << padded(entry.local.text(), 24)
-              << padded(has_peer ? entry.remote.text() : any_peer(entry.remote), 24) << padded(timer_text(entry), 16)
-              << process << "\n";
+    const std::string timer = entry.timer == TimerKind::none ? "" : one_decimal(entry.timer_seconds) + " s";
+    const std::string head = padded(entry.local.text(), kAddressWidth) +
+                             padded(has_peer ? entry.remote.text() : any_peer(entry.remote), kAddressWidth) +
+                             padded(timer, kTimerWidth);
+    std::cout << paint.paint(padded(entry.state_name(), kStateWidth), tone);
+    const std::size_t used = kStateWidth + 1 + head.size();
+    if (used + process.size() > kColumns) {
+      // No room left on the row: the process goes under it, flush right.
+      std::cout << head.substr(0, head.find_last_not_of(' ') + 1) << "\n"
+                << std::string(kColumns > process.size() ? kColumns - process.size() : 0, ' ');
+    } else {
+      std::cout << head;
+    }
+    std::cout << process << "\n";
     if (entry.is(TcpState::time_wait) && entry.local.port() == port) {
       longest_time_wait = std::max(longest_time_wait, entry.timer_seconds);
     }
   }
   if (rows.empty()) std::cout << "(no sockets: nothing uses port " << port << ")\n";
   if (longest_time_wait > 0) {
-    std::cout << paint.paint("TIME-WAIT keeps port " + std::to_string(port) + " bound for another " +
+    std::cout << paint.paint("TIME_WAIT keeps port " + std::to_string(port) + " bound for another " +
                                  one_decimal(longest_time_wait) + " s",
                              Tone::note)
               << "\n";
+  }
+  if (foreign_seen) {
+    std::cout << "* another program's socket, not one of this suite's tools\n";
   }
   if (watching) std::cout << paint.paint("refreshing every second; Ctrl+C stops", Tone::dim) << "\n";
   std::cout << std::flush;
@@ -162,8 +200,11 @@ void print_table(std::uint16_t port, const std::vector<Row>& rows, const Narrato
 
 int main(int argc, char** argv) {
   const CommandLine cli("socket_states", "PORT [--watch] [--count N] [--json] [--no-color]",
-                        "Lists the TCP sockets with PORT at either end, like `ss -tano`: state, local and peer\n"
-                        "address, timer (the TIME-WAIT countdown), and the owning process where /proc tells.\n"
+                        "Lists the TCP sockets with PORT at either end, like `ss -tano`: state, local and peer "
+                        "address, timer (the TIME_WAIT countdown, in seconds), and the owning process (pid and "
+                        "name) where /proc tells; \"kernel\" for a TIME_WAIT, which no process owns, and a * "
+                        "for a process that is not one of this suite's tools. The state names are the kernel's, "
+                        "as ss prints them (TIME-WAIT for what the lessons call TIME_WAIT).\n"
                         "Reads /proc/net/tcp, /proc/net/tcp6 and /proc/*/fd; needs no other tool.",
                         {{"--watch", "", "refresh once a second (until Ctrl+C, at most 10 minutes)"},
                          {"--count", "N", "with --watch: stop after N snapshots"},
@@ -219,5 +260,7 @@ int main(int argc, char** argv) {
       }
     }
   }
+  // Ctrl+C ends --watch: the shell's prompt then starts on a line of its own, not after "^C".
+  if (stop_signal != 0) std::cout << "\n" << std::flush;
   return 0;
 }

@@ -228,7 +228,8 @@ int main(int argc, char** argv) {
                                ". Does not hold here: " + std::to_string(counts["does-not-hold"]) + ".");
   std::string more = "Depends on the platform: " + std::to_string(counts["depends-on-platform"]) + ".";
   if (counts["skipped"] > 0)
-    more += " Skipped (this system cannot run them): " + std::to_string(counts["skipped"]) + ".";
+    more += " Skipped (not for this user or this system: each step's note says why): " +
+            std::to_string(counts["skipped"]) + ".";
   if (counts["could-not-run"] > 0) more += " Could not run: " + std::to_string(counts["could-not-run"]) + ".";
   print_wrapped(std::cout, more);
 

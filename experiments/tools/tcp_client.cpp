@@ -1,7 +1,7 @@
 // tcp_client: the articles' client, for the classroom walkthrough (lessons/walkthrough.md). It
 // connects to a server on loopback, sends a message (the arguments, or each line typed on
 // standard input), prints each answer, and says which side closed the connection first, which
-// decides where TIME-WAIT stays. Refused, reset and unusable addresses get a plain explanation.
+// decides where TIME_WAIT stays. Refused, reset and unusable addresses get a plain explanation.
 //
 // Usage: tcp_client --port P [--addr A] [--bind ADDR:PORT] [--reuseaddr] [--close-first] [MESSAGE...]
 #include <poll.h>
@@ -179,7 +179,7 @@ class Client {
     return 0;
   }
 
-  // Who closes first decides who keeps TIME-WAIT: say which side it was.
+  // Who closes first decides who keeps TIME_WAIT: say which side it was.
   int finish() {
     if (!server_closed_ && !settings_.close_first) {
       out_.line("client", "waiting up to " + std::to_string(kDefaultDeadline.count() / 1000) +
@@ -217,9 +217,9 @@ std::optional<Endpoint> parse_local(const std::string& text) {
 int main(int argc, char** argv) {
   const CommandLine cli(
       "tcp_client", "--port P [--addr A] [--bind ADDR:PORT] [--reuseaddr] [--close-first] [MESSAGE...]",
-      "The articles' client, for the classroom walkthrough (lessons/walkthrough.md). It connects to a server\n"
-      "on loopback, sends MESSAGE (or each line typed on standard input, until Ctrl+D), prints the answers,\n"
-      "and then lets the server close first (waiting up to 3 s) unless --close-first is given.",
+      "The articles' client, for the classroom walkthrough (lessons/walkthrough.md). It connects to a server "
+      "on loopback, sends MESSAGE (or each line typed on standard input, until Ctrl+D), prints the answers, "
+      "and then lets the server close first (waiting up to 3 s, and saying so) unless --close-first is given.",
       {{"--port", "P", "the server's port (1-65535)"},
        {"--addr", "A", "the server's address: 127.0.0.1 (default), ::1, localhost, any 127.x.y.z"},
        {"--bind", "ADDR:PORT", "bind this local address and port before connecting (e.g. 127.0.0.1:40000)"},
@@ -236,19 +236,19 @@ int main(int argc, char** argv) {
   auto address_text = args.value("--addr").value_or("127.0.0.1");
   if (address_text == "localhost") address_text = "127.0.0.1";
   const auto server = Endpoint::parse(address_text, *port);
-  if (!server) return usage_error("bad address '" + address_text + "' (want an IP address such as 127.0.0.1)");
+  if (!server) return usage_error("bad address '" + address_text + "' (want an IP address)");
   // The walkthrough, like the whole suite, stays on this machine.
   if (!server->is_loopback()) {
-    return usage_error("address " + address_text + " is not loopback: this suite connects only to 127.0.0.0/8 and ::1");
+    return usage_error("address " + address_text + " is not loopback");
   }
 
   Settings settings;
   settings.server = *server;
   if (auto local_text = args.value("--bind")) {
     settings.local = parse_local(*local_text);
-    if (!settings.local) return usage_error("bad --bind '" + *local_text + "' (want ADDR:PORT, e.g. 127.0.0.1:40000)");
+    if (!settings.local) return usage_error("bad --bind '" + *local_text + "' (want ADDR:PORT)");
     if (settings.local->family() != server->family()) {
-      return usage_error("--bind " + *local_text + " and --addr " + address_text + " are different address families");
+      return usage_error("--bind " + *local_text + ", --addr " + address_text + ": different address families");
     }
   }
   if (args.has("--reuseaddr")) settings.options.reuse_address = 1;

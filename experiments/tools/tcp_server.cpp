@@ -6,14 +6,19 @@
 // the likely reason, and exits 1. Ctrl+C (SIGINT), SIGTERM and SIGHUP close it cleanly.
 //
 // Usage: tcp_server --port P [--addr A] [--reuseaddr] [--reuseport] [--close-first] [--fork]
-//                   [--linger0] [--receipt] [--no-color]
+//                   [--linger0] [--receipt] [--once] [--no-color]
 #include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <cctype>
+#include <cmath>
 #include <csignal>
+#include <cstdio>
+#include <ctime>
 #include <iostream>
+#include <thread>
 #include <variant>
 
 #include "portreuse/child.hpp"
@@ -66,6 +71,7 @@ struct Settings {
   bool close_first = false;
   bool fork_per_connection = false;
   bool linger0 = false;
+  bool once = false;  // serve one connection, then exit (the post's server does that)
   Reply reply = Reply::uppercase;
   bool no_colour = false;
 };
@@ -126,14 +132,60 @@ ServeEnd serve(int connection, const Settings& settings, const Narrator& out, co
   }
 }
 
-void close_connection(UniqueFd& connection, ServeEnd end, const Settings& settings, const Narrator& out,
+std::string clock_in(double seconds) {
+  const std::time_t at = std::time(nullptr) + static_cast<std::time_t>(std::lround(seconds));
+  std::tm local{};
+  ::localtime_r(&at, &local);
+  std::array<char, 16> text{};
+  std::strftime(text.data(), text.size(), "%H:%M:%S", &local);
+  return text.data();
+}
+
+// After this side closed first: how long the kernel keeps the connection, read from the socket
+// table (never assumed), so that a class knows until when the restart of the walkthrough's step 4
+// still fails. The client closes a moment later; until then the connection is in FIN-WAIT-2.
+void report_time_wait(std::uint16_t local_port, const Endpoint& peer, bool reuse_address, const Narrator& out,
                       const std::string& actor) {
+  const auto until = std::chrono::steady_clock::now() + Millis(1000);
+  for (;;) {
+    auto table = read_socket_table(Transport::tcp);
+    if (!table) return;  // nothing observed: nothing to say
+    std::optional<SocketEntry> found;
+    for (const auto& entry : *table) {
+      if (entry.local.port() == local_port && entry.remote.port() == peer.port() &&
+          entry.local.family() == peer.family()) {
+        found = entry;
+      }
+    }
+    if (found && found->is(TcpState::time_wait)) {
+      std::array<char, 16> seconds{};
+      std::snprintf(seconds.data(), seconds.size(), "%.0f", found->timer_seconds);
+      // On Linux the TIME_WAIT keeps this socket's SO_REUSEADDR: that decides which restart passes.
+      out.line(actor, "the kernel keeps it in TIME_WAIT for " + std::string(seconds.data()) + " s more (until " +
+                          clock_in(found->timer_seconds) + "): until then a restart on this port fails" +
+                          (reuse_address ? " unless it sets SO_REUSEADDR too" : ", with or without SO_REUSEADDR"));
+      return;
+    }
+    if (std::chrono::steady_clock::now() >= until) {
+      if (found) out.line(actor, "the connection is in " + found->state_name() + " until the client closes its side");
+      return;
+    }
+    std::this_thread::sleep_for(Millis(20));
+  }
+}
+
+void close_connection(UniqueFd& connection, ServeEnd end, const Settings& settings, const Narrator& out,
+                      const std::string& actor, const Endpoint& peer) {
+  const auto local = local_endpoint(connection.get());
   connection.reset();
   std::string text = "closed the connection";
   if (end == ServeEnd::server_closes_first) text += " first (--close-first)";
   if (end == ServeEnd::stopped) text += " first (stopping)";
   if (settings.linger0) text += " with SO_LINGER 0 (an abortive close: RST instead of FIN)";
   out.line(actor, text);
+  const bool closed_first = end == ServeEnd::server_closes_first || end == ServeEnd::stopped;
+  if (closed_first && !settings.linger0 && local)
+    report_time_wait(local->port(), peer, settings.options.reuse_address.value_or(0) == 1, out, actor);
 }
 
 // The HP-UX daemon's way: a child serves the connection while the parent goes on listening. The
@@ -150,7 +202,7 @@ pid_t serve_in_child(UniqueFd& listener, Connection& connection, const Settings&
     listener.reset();
     const auto actor = actor_for(::getpid(), true);
     const auto end = serve(connection.fd.get(), settings, out, actor, false);
-    close_connection(connection.fd, end, settings, out, actor);
+    close_connection(connection.fd, end, settings, out, actor, connection.peer);
     std::cout.flush();
     ::_exit(0);
   }
@@ -203,7 +255,8 @@ int run(const Settings& settings) {
   out.line(actor, std::string("listening on ") + settings.address.text() + ", answering " +
                       (settings.reply == Reply::uppercase ? "in upper case" : "\"" + std::string(kReceiptText) + "\"") +
                       (settings.close_first ? "; closes each connection after the first answer" : "") +
-                      (settings.fork_per_connection ? "; a child per connection" : "") + ". Ctrl+C stops it.");
+                      (settings.fork_per_connection ? "; a child per connection" : "") +
+                      (settings.once ? ". Exits after one connection." : ". Ctrl+C stops it."));
 
   std::vector<pid_t> children;
   while (stop_signal == 0) {
@@ -222,13 +275,19 @@ int run(const Settings& settings) {
       if (const pid_t child = serve_in_child(listener.value(), connection.value(), settings, out); child > 0) {
         children.push_back(child);
       }
+      if (settings.once) break;
       continue;
     }
     const auto end = serve(connection->fd.get(), settings, out, actor, true);
-    close_connection(connection->fd, end, settings, out, actor);
+    close_connection(connection->fd, end, settings, out, actor, connection->peer);
+    if (settings.once) break;
+  }
+  listener->reset();
+  if (stop_signal == 0) {
+    out.line(actor, "served one connection (--once): closed the listening socket; exiting");
+    return 0;
   }
   std::cout << "\n";
-  listener->reset();
   out.line(actor, signal_name(stop_signal) + ": closed the listening socket; exiting");
   reap_children(out, children);
   for (const pid_t child : children) {
@@ -241,18 +300,21 @@ int run(const Settings& settings) {
 
 int main(int argc, char** argv) {
   const CommandLine cli(
-      "tcp_server", "--port P [--addr A] [--reuseaddr] [--reuseport] [--close-first] [--fork] [--linger0] [--receipt]",
-      "The articles' server, for the classroom walkthrough (lessons/walkthrough.md). It answers each message\n"
-      "in upper case (or with a fixed receipt), says who connected, and runs until Ctrl+C. When bind() or\n"
-      "listen() fails it shows the socket table for the port and the likely reason, and exits 1.",
+      "tcp_server",
+      "--port P [--addr A] [--reuseaddr] [--reuseport] [--close-first] [--fork] [--linger0] [--receipt] [--once]",
+      "The articles' server, for the classroom walkthrough (lessons/walkthrough.md). It answers each message "
+      "in upper case (or with a fixed receipt), says who connected, and runs until Ctrl+C. When it closes "
+      "a connection first it says how long the kernel keeps it in TIME_WAIT. When bind() or listen() fails "
+      "it shows the socket table for the port and the likely reason, and exits 1.",
       {{"--port", "P", "the port to listen on (1-65535)"},
        {"--addr", "A", "the address to bind: 0.0.0.0 (default), 127.0.0.1, ::, ::1, ..."},
        {"--reuseaddr", "", "set SO_REUSEADDR=1 before bind()"},
        {"--reuseport", "", "set SO_REUSEPORT=1 before bind()"},
        {"--close-first", "", "close each connection right after the first answer (the server closes first)"},
        {"--fork", "", "serve each connection in a child process (Ctrl+C stops only the listener)"},
-       {"--linger0", "", "close connections with SO_LINGER 0 (RST, no TIME-WAIT)"},
+       {"--linger0", "", "close connections with SO_LINGER 0 (RST, no TIME_WAIT)"},
        {"--receipt", "", "answer \"message received\" instead of the message in upper case"},
+       {"--once", "", "serve one connection, then exit (as the post's server does)"},
        {"--no-color", "", "no colours (also when NO_COLOR is set or output is not a terminal)"}});
   const auto parsed = cli.parse_or_exit(argc, argv);
   if (const auto* exit_status = std::get_if<int>(&parsed)) return *exit_status;
@@ -262,7 +324,7 @@ int main(int argc, char** argv) {
   if (!port) return kExitUsage;
   const auto address_text = args.value("--addr").value_or("0.0.0.0");
   const auto address = Endpoint::parse(address_text, *port);
-  if (!address) return usage_error("bad address '" + address_text + "' (want an IP address such as 127.0.0.1 or ::)");
+  if (!address) return usage_error("bad address '" + address_text + "' (want an IP address: 127.0.0.1, ::)");
 
   Settings settings;
   settings.address = *address;
@@ -271,6 +333,7 @@ int main(int argc, char** argv) {
   settings.close_first = args.has("--close-first");
   settings.fork_per_connection = args.has("--fork");
   settings.linger0 = args.has("--linger0");
+  settings.once = args.has("--once");
   if (args.has("--receipt")) settings.reply = Reply::receipt;
   settings.no_colour = args.has("--no-color");
   install_stop_handlers();

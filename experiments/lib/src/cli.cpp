@@ -139,7 +139,7 @@ std::optional<std::uint16_t> CommandLine::required_port(const ParsedArgs& args, 
 }
 
 std::string bad_port_message(std::string_view text) {
-  return "bad port '" + std::string(text) + "' (want a number from 1 to 65535)";
+  return "bad port '" + std::string(text) + "' (want 1 to 65535)";
 }
 
 std::string escape_controls(std::string_view text) {

@@ -13,6 +13,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "portreuse/json.hpp"
@@ -86,6 +91,59 @@ std::string shown_actor(const Event& event) {
     return event.actor;
   }
   return event.actor + " " + pid;
+}
+
+// Whether `pid` is this process or one of its descendants: the run's own sockets belong to one of
+// them. Followed through /proc/PID/stat's parent field (a process that vanished meanwhile is not
+// counted as ours).
+bool in_this_run(pid_t pid) {
+  const pid_t self = ::getpid();
+  for (int hops = 0; pid > 1 && hops < 64; ++hops) {
+    if (pid == self) return true;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    const auto after_name = text.rfind(')');  // the command name may itself hold spaces or ')'
+    if (after_name == std::string::npos) return false;
+    std::istringstream fields(text.substr(after_name + 1));
+    std::string state;
+    long parent = 0;
+    if (!(fields >> state >> parent)) return false;
+    pid = static_cast<pid_t>(parent);
+  }
+  return pid == self;
+}
+
+// The socket inodes open in this process and its descendants (through /proc/PID/task/*/children):
+// a few directories to read, where find_socket_owner() walks every process of the machine.
+std::set<unsigned long> inodes_of_this_run() {
+  std::set<unsigned long> inodes;
+  std::vector<pid_t> pending{::getpid()};
+  constexpr std::string_view kPrefix = "socket:[";
+  while (!pending.empty() && pending.size() < 4096) {
+    const auto pid = std::to_string(pending.back());
+    pending.pop_back();
+    std::error_code error;
+    for (const auto& fd : std::filesystem::directory_iterator("/proc/" + pid + "/fd", error)) {
+      std::error_code unreadable;
+      const auto target = std::filesystem::read_symlink(fd.path(), unreadable).string();
+      if (!unreadable && target.rfind(kPrefix, 0) == 0) inodes.insert(std::stoul(target.substr(kPrefix.size())));
+    }
+    for (const auto& task : std::filesystem::directory_iterator("/proc/" + pid + "/task", error)) {
+      std::ifstream children(task.path() / "children");
+      long child = 0;
+      while (children >> child) pending.push_back(static_cast<pid_t>(child));
+    }
+  }
+  return inodes;
+}
+
+// " (another program's: pid N comm)" for a socket whose owner is known and is not of this run;
+// empty otherwise (TIME_WAIT sockets have no owner, and /proc may not tell us another user's).
+std::string foreign_owner_mark(const SocketEntry& entry, const std::set<unsigned long>& ours) {
+  if (entry.inode == 0 || ours.contains(entry.inode)) return {};
+  const auto owner = find_socket_owner(entry.inode);
+  if (!owner || in_this_run(owner->pid)) return {};
+  return " (another program's: pid " + std::to_string(owner->pid) + " " + owner->command + ")";
 }
 
 }  // namespace
@@ -652,8 +710,9 @@ Situation Lab::show_sockets(std::string_view caption, std::uint16_t port, Transp
   bool connection = false;
   bool time_wait = false;
   bool bound = false;
+  const auto ours = inodes_of_this_run();
   for (const auto& entry : last_table_) {
-    rows.push_back(entry.describe());
+    rows.push_back(entry.describe() + foreign_owner_mark(entry, ours));
     if (entry.local.port() != port) continue;
     if (entry.is(TcpState::listen)) {
       listener = true;

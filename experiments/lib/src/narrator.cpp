@@ -1,5 +1,7 @@
 #include "portreuse/narrator.hpp"
 
+#include <unistd.h>
+
 #include <iostream>
 #include <sstream>
 
@@ -111,7 +113,18 @@ void Narrator::table(std::string_view actor, std::string_view caption, const std
   // Rows keep their columns: under the text when they fit there, else further left.
   for (const auto& row : rows) {
     const std::size_t indent = 2 + kActorWidth + 3 + row.size() <= kWidth ? 2 + kActorWidth + 3 : 4;
-    out_ << std::string(indent, ' ') << row << '\n';
+    if (indent + row.size() <= kWidth) {
+      out_ << std::string(indent, ' ') << row << '\n';
+      continue;
+    }
+    // Too long even further left: broken at the last space that fits, the columns of the first
+    // part kept as they are, the rest wrapped and indented more.
+    const auto space = row.rfind(' ', kWidth - indent);
+    const auto cut = space == std::string::npos || space == 0 ? row.size() : space;
+    out_ << std::string(indent, ' ') << row.substr(0, cut) << '\n';
+    for (const auto& piece : wrap_text(row.substr(cut), kWidth - indent - 2)) {
+      out_ << std::string(indent + 2, ' ') << piece << '\n';
+    }
   }
   out_ << std::flush;
 }
@@ -132,7 +145,9 @@ void Narrator::pause(std::string_view preview) const {
   }
   out_ << paint(prompt, Tone::note) << std::flush;
   std::string ignored;
-  if (!std::getline(std::cin, ignored)) out_ << '\n';
+  // A terminal echoes the Enter; input from a pipe or a file does not, and without this newline
+  // the next output would run on after "[Enter]", past 80 columns.
+  if (!std::getline(std::cin, ignored) || ::isatty(STDIN_FILENO) != 1) out_ << '\n';
   out_ << std::flush;
 }
 

@@ -291,7 +291,8 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
   install_interrupt_cleanup();
 
   if (auto problem = preflight_problem(user_port)) {
-    std::cerr << program << ": cannot run: " << *problem << "\n";
+    const auto rows = wrap_text(program + ": cannot run: " + *problem, 78);
+    for (std::size_t row = 0; row < rows.size(); ++row) std::cerr << (row == 0 ? "" : "  ") << rows[row] << "\n";
     return kExitCouldNotRun;
   }
 
@@ -323,14 +324,17 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
     if (port == 0) {
       auto fresh = free_tcp_port();
       if (!fresh) {
-        std::cerr << program << ": cannot run step " << step.id << ": asking the kernel for a free port failed ("
-                  << describe_outcome(fresh.error()) << ")\n";
+        const auto rows = wrap_text(program + ": cannot run step " + step.id +
+                                        ": asking the kernel for a free port failed (" +
+                                        describe_outcome(fresh.error()) + ")",
+                                    78);
+        for (std::size_t row = 0; row < rows.size(); ++row) std::cerr << (row == 0 ? "" : "  ") << rows[row] << "\n";
         return kExitCouldNotRun;
       }
       port = *fresh;
     }
     narrator.step_heading(step.id, step.preview);
-    if (!port_note.empty()) narrator.paragraph("Port:", port_note, Tone::note);
+    if (!port_note.empty()) narrator.paragraph("Note:", port_note, Tone::note);
     narrator.paragraph("Claim:", step.claim + " [" + step.source + "]");
 
     const auto expected = expected_outcome(entry->number, step.id);
@@ -369,7 +373,9 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
     if (observation.could_not_run) {
       every_step_ran = false;
       narrator.paragraph("Could not run:", *observation.could_not_run, Tone::bad);
-      std::cerr << program << ": step " << step.id << " could not run: " << *observation.could_not_run << "\n";
+      // Wrapped to 80 columns like the narration: this line is read in the same terminal.
+      const auto why_rows = wrap_text(program + ": step " + step.id + " could not run: " + *observation.could_not_run, 78);
+      for (std::size_t row = 0; row < why_rows.size(); ++row) std::cerr << (row == 0 ? "" : "  ") << why_rows[row] << "\n";
       record.add("call", call_name(observation.call)).add("outcome", "could-not-run").add("why", *observation.could_not_run);
       for (const auto& [key, value] : observation.facts) record.add_raw(key, value);
       emit(record);

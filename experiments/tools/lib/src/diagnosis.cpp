@@ -35,9 +35,10 @@ std::string plain_address(const Endpoint& endpoint) {
   return text;
 }
 
+// One decimal, as the table row printed above the reason: one message, one rounding.
 std::string whole_seconds(double seconds) {
   std::array<char, 32> text{};
-  std::snprintf(text.data(), text.size(), "%.0f s", seconds);
+  std::snprintf(text.data(), text.size(), "%.1f s", seconds);
   return text.data();
 }
 
@@ -98,15 +99,15 @@ std::string time_wait_reason(double seconds_left, const SocketOptions& options) 
   const std::string left = whole_seconds(seconds_left);
   std::string text =
       "An earlier connection on this port ended, and the side that owned the port closed first, so the kernel "
-      "keeps that connection in TIME-WAIT, still bound to the port, for 2 MSL (" +
+      "keeps that connection in TIME_WAIT, still bound to the port, for 2 MSL (" +
       left + " left). No process holds it: stopping programs does not help.";
   if (options.reuse_address.value_or(0) != 0) {
     text +=
-        " This socket did set SO_REUSEADDR. On Linux a TIME-WAIT socket keeps the SO_REUSEADDR value of the socket "
+        " This socket did set SO_REUSEADDR. On Linux a TIME_WAIT socket keeps the SO_REUSEADDR value of the socket "
         "it came from, and bind() passes only when both have it: the earlier server did not set it. Wait " +
         left + " (or use another port); from then on, start every run with SO_REUSEADDR.";
   } else {
-    text += " Without SO_REUSEADDR, Linux refuses the bind until TIME-WAIT ends: wait " + left +
+    text += " Without SO_REUSEADDR, Linux refuses the bind until TIME_WAIT ends: wait " + left +
             ", or set SO_REUSEADDR (on Linux, on the old and on the new socket).";
   }
   return text;
@@ -195,7 +196,7 @@ std::string explain_client_failure(std::string_view call, const Endpoint& server
     case EADDRNOTAVAIL:
       if (call == "connect") {
         return "The kernel could not use that local address and port for this connection: a connection with the "
-               "same local and remote address and port already exists (perhaps in TIME-WAIT), or no local port "
+               "same local and remote address and port already exists (perhaps in TIME_WAIT), or no local port "
                "is free.";
       }
       return "No network interface of this machine has that address: a socket can only bind an address the "
