@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <fstream>
 #include <iostream>
+#include <variant>
 
 #include "portreuse/cli.hpp"
 #include "portreuse/json.hpp"
@@ -197,14 +198,36 @@ std::optional<Expected> expected_outcome(std::string_view number, std::string_vi
   return std::nullopt;
 }
 
-int run(const char* number, const Experiment& experiment, int argc, const char* const* argv) {
-  const ManifestRow* entry = manifest_row(number);
-  if (entry == nullptr) {
-    std::cerr << "experiment " << number << " is not in experiments/manifest.txt\n";
-    return kExitCouldNotRun;
-  }
-  const std::string program = std::string(entry->number) + "-" + entry->slug;
-  std::string description = std::string(entry->title) + "\n\n" + experiment.summary + "\n\nSteps:";
+namespace {
+
+// Everything the command line decided, once parsed and checked.
+struct Settings {
+  std::string program;  // "02-time-wait-restart"
+  std::optional<std::uint16_t> user_port;
+  bool json = false;
+  bool step_mode = false;
+  bool quiz = false;
+  bool run_long = false;
+  bool colour_disabled = false;
+  std::ofstream record_file;
+  std::ofstream mermaid_file;
+  std::optional<wire::Wire> wire;
+  std::vector<const ExtraOption*> extras;  // the experiment's own options that were given
+};
+
+// Prints a message for stderr wrapped to 80 columns, continuation lines indented.
+void print_wrapped_error(const std::string& text) {
+  const auto rows = wrap_text(text, 78);
+  for (std::size_t row = 0; row < rows.size(); ++row) std::cerr << (row == 0 ? "" : "  ") << rows[row] << "\n";
+}
+
+// The command line: the common flags, the experiment's own options, and --help from its steps.
+// Returns the settings, or the exit status to return at once (0 after --help, 2 for bad input).
+std::variant<Settings, int> parse_settings(const ManifestRow& entry, const Experiment& experiment, int argc,
+                                           const char* const* argv) {
+  Settings settings;
+  settings.program = std::string(entry.number) + "-" + entry.slug;
+  std::string description = std::string(entry.title) + "\n\n" + experiment.summary + "\n\nSteps:";
   bool has_long_steps = false;
   for (const auto& step : experiment.steps) {
     description += "\n  " + step.id + (step.long_running ? "  (with --long)" : "");
@@ -227,7 +250,7 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
     extra_synopsis += " [" + extra.name + (extra.value_name.empty() ? "" : " " + extra.value_name) + "]";
   }
   const CommandLine cli(
-      program,
+      settings.program,
       std::string("[--port P] [--json] [--no-color] [--step] [--quiz] [--record FILE] [--ladder] [--pcap FILE]"
                   " [--mermaid FILE]") +
           (has_long_steps ? " [--long]" : "") + extra_synopsis,
@@ -235,70 +258,191 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
   const auto parsed_or_exit = cli.parse_or_exit(argc, argv);
   if (const auto* exit_status = std::get_if<int>(&parsed_or_exit)) return *exit_status;
   const auto& args = std::get<ParsedArgs>(parsed_or_exit);
-  std::optional<std::uint16_t> user_port;
   if (auto text = args.value("--port")) {
-    user_port = parse_port(*text);
-    if (!user_port) return cli.usage_error(bad_port_message(*text));
+    settings.user_port = parse_port(*text);
+    if (!settings.user_port) return cli.usage_error(bad_port_message(*text));
   }
-  const bool json = args.has("--json");
-  const bool step_mode = args.has("--step");
-  const bool quiz = args.has("--quiz");
+  settings.json = args.has("--json");
+  settings.step_mode = args.has("--step");
+  settings.quiz = args.has("--quiz");
+  settings.run_long = args.has("--long");
+  settings.colour_disabled = args.has("--no-color");
   // A quiz reads the student's answers from a terminal; piped input would answer for them.
-  if (quiz && (::isatty(STDIN_FILENO) == 0 || ::isatty(STDOUT_FILENO) == 0) && !json) {
+  if (settings.quiz && (::isatty(STDIN_FILENO) == 0 || ::isatty(STDOUT_FILENO) == 0) && !settings.json) {
     return cli.usage_error("--quiz needs a terminal (stdin and stdout)");
   }
-  if (quiz && ::isatty(STDIN_FILENO) == 0) return cli.usage_error("--quiz needs a terminal to read answers from");
-  int predicted = 0;
-  int predicted_right = 0;
-  std::ofstream record_file;
+  if (settings.quiz && ::isatty(STDIN_FILENO) == 0) {
+    return cli.usage_error("--quiz needs a terminal to read answers from");
+  }
   if (auto path = args.value("--record")) {
-    record_file.open(*path, std::ios::app);
-    if (!record_file) return cli.usage_error("cannot write to '" + *path + "'");
+    settings.record_file.open(*path, std::ios::app);
+    if (!settings.record_file) return cli.usage_error("cannot write to '" + *path + "'");
   }
   // The experiment's own options: each checks its value now, and finishes after the last step.
-  std::vector<const ExtraOption*> extras;
   for (const auto& extra : experiment.options) {
     const auto value = args.value(extra.name);
     if (!value && !args.has(extra.name)) continue;
     if (extra.start) {
       if (auto problem = extra.start(value.value_or(""))) return cli.usage_error(*problem);
     }
-    extras.push_back(&extra);
+    settings.extras.push_back(&extra);
   }
-  const auto emit = [&](const JsonObject& record) {
-    if (json) std::cout << record.text() << std::endl;
-    if (record_file.is_open()) record_file << record.text() << std::endl;
-  };
+  // --mermaid FILE: each step's segments as a sequence diagram, in a Markdown file.
+  if (auto path = args.value("--mermaid")) {
+    settings.mermaid_file.open(*path, std::ios::trunc);
+    if (!settings.mermaid_file) return cli.usage_error("cannot write to '" + *path + "'");
+  }
   // Packet ladders: before any step, while this process has no threads or children, it moves
   // into a private network namespace where only its own steps talk on lo.
-  std::optional<wire::Wire> wire;
-  // --mermaid FILE: each step's segments as a sequence diagram, in a Markdown file.
-  std::ofstream mermaid_file;
-  if (auto path = args.value("--mermaid")) {
-    mermaid_file.open(*path, std::ios::trunc);
-    if (!mermaid_file) return cli.usage_error("cannot write to '" + *path + "'");
-  }
   if (args.has("--ladder") || args.has("--pcap") || args.has("--mermaid")) {
     const auto pcap_path = args.value("--pcap");
     auto prepared = wire::Wire::prepare(pcap_path, args.has("--ladder"));
     if (!prepared) {
       return cli.usage_error("cannot write to '" + pcap_path.value_or("") + "': " + describe_outcome(prepared.error()));
     }
-    wire = std::move(*prepared);
-    wire->start();
+    settings.wire = std::move(*prepared);
+    settings.wire->start();
   }
-  const Narrator narrator(std::cout, !json, colour_wanted(args.has("--no-color"), 1));
+  return settings;
+}
+
+// The step's port: the user's when it is still free, else a fresh one from the kernel (with a
+// note saying why); nullopt when the kernel has none to give (the program then cannot go on).
+std::optional<std::uint16_t> port_for_step(const Settings& settings, const Step& step, std::string& note) {
+  if (settings.user_port) {
+    auto holders = sockets_holding(*settings.user_port);
+    if (holders && holders->empty()) return *settings.user_port;
+    if (holders) {
+      note = "port " + std::to_string(*settings.user_port) + " is not free any more (" +
+             join(describe_holders(*holders), "; ") +
+             "). This step moves to a fresh port so that what was left there does not decide its outcome.";
+    }
+  }
+  auto fresh = free_tcp_port();
+  if (!fresh) {
+    print_wrapped_error(settings.program + ": cannot run step " + step.id +
+                        ": asking the kernel for a free port failed (" + describe_outcome(fresh.error()) + ")");
+    return std::nullopt;
+  }
+  return *fresh;
+}
+
+// Runs the step's scenario in a Lab of its own: every process, descriptor and capture of the step
+// ends with it. A ScenarioBroke becomes "could not run", naming the call that broke it.
+Observation run_scenario(Settings& settings, const Narrator& narrator, const Step& step, std::uint16_t port) {
+  Observation observation;
+  Lab lab(narrator, port, settings.json, settings.step_mode);
+  if (settings.wire) lab.record_wire(*settings.wire);
+  try {
+    observation = step.run(lab);
+  } catch (const ScenarioBroke& broke) {
+    observation = lab.could_not_run(broke.what);
+  }
+  lab.report_segments(observation);
+  if (settings.mermaid_file.is_open()) {
+    const auto diagram = lab.mermaid_diagram();
+    settings.mermaid_file << "Step `" << step.id << "` (" << settings.program << "), the segments on lo:\n\n";
+    if (diagram.empty()) {
+      const auto& missing = settings.wire->missing();
+      settings.mermaid_file << (missing ? "(no capture: " + *missing + ")" : std::string("(no segments)")) << "\n\n";
+    } else {
+      settings.mermaid_file << "```mermaid\n" << diagram << "```\n\n";
+    }
+    settings.mermaid_file.flush();
+  }
+  return observation;
+}
+
+// The quiz's running score.
+struct Score {
+  int predicted = 0;
+  int right = 0;
+};
+
+// Narrates the step's outcome (observed, verdict, the quiz, why) and fills its record. The verdict
+// and the explanation are chosen from the observation, never from the table alone.
+void report_outcome(const Narrator& narrator, const Step& step, const Observation& observation,
+                    const std::optional<Expected>& expected, const std::optional<int>& prediction, bool quiz,
+                    Score& score, JsonObject& record) {
+  const std::string claimed = outcome_name(make_error(step.claimed));
+  const std::string expected_text = expected ? outcome_name(make_error(expected->outcome)) : std::string("?");
+  const std::string observed = outcome_name(make_error(observation.outcome));
+  const Verdict verdict = judge(observation, step);
+  const std::string explanation = choose_explanation(step, observation.outcome, observation.situation);
+  const bool as_expected = expected && expected->outcome == observation.outcome && expected->call == observation.call;
+
+  narrator.blank();
+  narrator.paragraph("Observed:",
+                     std::string(call_name(observation.call)) + " -> " + observed + "   (Linux is expected to give " +
+                         expected_text + "; the article predicts " + claimed + ")",
+                     observation.outcome == 0 ? Tone::good : Tone::bad);
+  if (!as_expected) {
+    narrator.paragraph("Note:",
+                       "this kernel did not give the outcome this lesson expects on Linux. The verdict and the "
+                       "explanation follow what it did.",
+                       Tone::note);
+  }
+  narrator.paragraph("Verdict:", verdict_words(verdict, step.said) + ".",
+                     verdict == Verdict::holds ? Tone::good : Tone::note);
+  if (prediction) {
+    ++score.predicted;
+    const bool right = *prediction == observation.outcome;
+    score.right += right ? 1 : 0;
+    narrator.paragraph("Quiz:",
+                       "you predicted " + outcome_name(make_error(*prediction)) + ": " +
+                           (right ? "right." : "the kernel said " + observed + ".") + " Score: " +
+                           std::to_string(score.right) + " of " + std::to_string(score.predicted) + ".",
+                       right ? Tone::good : Tone::note);
+  }
+  narrator.paragraph("Why:", explanation);
+  if (verdict == Verdict::depends_on_platform) narrator.paragraph("Elsewhere:", step.elsewhere, Tone::dim);
+
+  record.add("call", call_name(observation.call))
+      .add("outcome", observed)
+      .add("expected", expected_text)
+      .add("as_expected", as_expected)
+      .add("claimed", claimed)
+      .add("verdict", verdict_key(verdict, step.said))
+      .add("claim", step.claim)
+      .add("source", step.source)
+      .add("situation", situation_key(observation.situation))
+      .add("explanation", explanation);
+  if (quiz) {
+    if (prediction) {
+      record.add("prediction", outcome_name(make_error(*prediction)))
+          .add("predicted_right", *prediction == observation.outcome);
+    } else {
+      record.add_raw("prediction", "null");
+    }
+  }
+}
+
+}  // namespace
+
+int run(const char* number, const Experiment& experiment, int argc, const char* const* argv) {
+  const ManifestRow* entry = manifest_row(number);
+  if (entry == nullptr) {
+    std::cerr << "experiment " << number << " is not in experiments/manifest.txt\n";
+    return kExitCouldNotRun;
+  }
+  auto parsed = parse_settings(*entry, experiment, argc, argv);
+  if (const auto* exit_status = std::get_if<int>(&parsed)) return *exit_status;
+  auto& settings = std::get<Settings>(parsed);
+  const auto emit = [&](const JsonObject& record) {
+    if (settings.json) std::cout << record.text() << std::endl;
+    if (settings.record_file.is_open()) settings.record_file << record.text() << std::endl;
+  };
+  const Narrator narrator(std::cout, !settings.json, colour_wanted(settings.colour_disabled, 1));
   install_interrupt_cleanup();
 
-  if (auto problem = preflight_problem(user_port)) {
-    const auto rows = wrap_text(program + ": cannot run: " + *problem, 78);
-    for (std::size_t row = 0; row < rows.size(); ++row) std::cerr << (row == 0 ? "" : "  ") << rows[row] << "\n";
+  if (auto problem = preflight_problem(settings.user_port)) {
+    print_wrapped_error(settings.program + ": cannot run: " + *problem);
     return kExitCouldNotRun;
   }
 
   narrator.banner(entry->number, entry->title);
   narrator.paragraph("", experiment.summary, Tone::dim);
-  if (wire && wire->capturing() && step_mode) {
+  if (settings.wire && settings.wire->capturing() && settings.step_mode) {
     narrator.paragraph("Ladder:",
                        "this run's sockets live in a private network namespace; another terminal sees "
                        "them with:",
@@ -306,156 +450,65 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
     narrator.paragraph("", "  nsenter -t " + std::to_string(::getpid()) + " -U -n --preserve-credentials ss -tan");
   }
   bool every_step_ran = true;
+  Score score;
   for (const auto& step : experiment.steps) {
-    if (step.long_running && !args.has("--long")) continue;
-    if (step_mode) narrator.pause(step.preview);
-    std::uint16_t port = 0;
+    if (step.long_running && !settings.run_long) continue;
+    if (settings.step_mode) narrator.pause(step.preview);
     std::string port_note;
-    if (user_port) {
-      auto holders = sockets_holding(*user_port);
-      if (holders && holders->empty()) {
-        port = *user_port;
-      } else if (holders) {
-        port_note = "port " + std::to_string(*user_port) + " is not free any more (" +
-                    join(describe_holders(*holders), "; ") +
-                    "). This step moves to a fresh port so that what was left there does not decide its outcome.";
-      }
-    }
-    if (port == 0) {
-      auto fresh = free_tcp_port();
-      if (!fresh) {
-        const auto rows = wrap_text(program + ": cannot run step " + step.id +
-                                        ": asking the kernel for a free port failed (" +
-                                        describe_outcome(fresh.error()) + ")",
-                                    78);
-        for (std::size_t row = 0; row < rows.size(); ++row) std::cerr << (row == 0 ? "" : "  ") << rows[row] << "\n";
-        return kExitCouldNotRun;
-      }
-      port = *fresh;
-    }
+    const auto port = port_for_step(settings, step, port_note);
+    if (!port) return kExitCouldNotRun;
     narrator.step_heading(step.id, step.preview);
     if (!port_note.empty()) narrator.paragraph("Note:", port_note, Tone::note);
     narrator.paragraph("Claim:", step.claim + " [" + step.source + "]");
 
     const auto expected = expected_outcome(entry->number, step.id);
     std::optional<int> prediction;
-    if (quiz) {
+    if (settings.quiz) {
       // In JSON mode the menu goes to the terminal on stderr's side: stdout stays JSON.
-      const Narrator asking(std::cerr, true, colour_wanted(args.has("--no-color"), 2));
-      prediction = ask_prediction(json ? asking : narrator, json ? std::cerr : std::cout,
+      const Narrator asking(std::cerr, true, colour_wanted(settings.colour_disabled, 2));
+      prediction = ask_prediction(settings.json ? asking : narrator, settings.json ? std::cerr : std::cout,
                                   expected ? expected->call : Call::bind);
     }
-    Observation observation;
-    {
-      Lab lab(narrator, port, json, step_mode);
-      if (wire) lab.record_wire(*wire);
-      try {
-        observation = step.run(lab);
-      } catch (const ScenarioBroke& broke) {
-        observation = lab.could_not_run(broke.what);
-      }
-      lab.report_segments(observation);
-      if (mermaid_file.is_open()) {
-        const auto diagram = lab.mermaid_diagram();
-        mermaid_file << "Step `" << step.id << "` (" << program << "), the segments on lo:\n\n";
-        if (diagram.empty()) {
-          mermaid_file << (wire->missing() ? "(no capture: " + *wire->missing() + ")" : std::string("(no segments)"))
-                       << "\n\n";
-        } else {
-          mermaid_file << "```mermaid\n" << diagram << "```\n\n";
-        }
-        mermaid_file.flush();
-      }
-    }
+    const Observation observation = run_scenario(settings, narrator, step, *port);
+
     JsonObject record;
-    record.add("experiment", entry->number).add("step", step.id).add("port", static_cast<int>(port));
-    record.add("said", step.said == Said::article ? "article" : step.said == Said::reference ? "reference" : "inference");
+    record.add("experiment", entry->number).add("step", step.id).add("port", static_cast<int>(*port));
+    record.add("said", step.said == Said::article     ? "article"
+                       : step.said == Said::reference ? "reference"
+                                                      : "inference");
     if (observation.could_not_run) {
       every_step_ran = false;
       narrator.paragraph("Could not run:", *observation.could_not_run, Tone::bad);
-      // Wrapped to 80 columns like the narration: this line is read in the same terminal.
-      const auto why_rows = wrap_text(program + ": step " + step.id + " could not run: " + *observation.could_not_run, 78);
-      for (std::size_t row = 0; row < why_rows.size(); ++row) std::cerr << (row == 0 ? "" : "  ") << why_rows[row] << "\n";
-      record.add("call", call_name(observation.call)).add("outcome", "could-not-run").add("why", *observation.could_not_run);
-      for (const auto& [key, value] : observation.facts) record.add_raw(key, value);
-      emit(record);
-      continue;
-    }
-    const std::string claimed = outcome_name(make_error(step.claimed));
-    const std::string expected_text = expected ? outcome_name(make_error(expected->outcome)) : std::string("?");
-    if (observation.skipped) {
+      print_wrapped_error(settings.program + ": step " + step.id + " could not run: " + *observation.could_not_run);
+      record.add("call", call_name(observation.call))
+          .add("outcome", "could-not-run")
+          .add("why", *observation.could_not_run);
+    } else if (observation.skipped) {
       narrator.paragraph("Skipped:", *observation.skipped, Tone::note);
       record.add("call", call_name(observation.call))
           .add("outcome", "skipped")
-          .add("expected", expected_text)
-          .add("claimed", claimed)
+          .add("expected", expected ? outcome_name(make_error(expected->outcome)) : std::string("?"))
+          .add("claimed", outcome_name(make_error(step.claimed)))
           .add("verdict", "skipped")
           .add("claim", step.claim)
           .add("source", step.source)
           .add("why", *observation.skipped);
-      for (const auto& [key, value] : observation.facts) record.add_raw(key, value);
-      emit(record);
-      continue;
-    }
-    const std::string observed = outcome_name(make_error(observation.outcome));
-    const Verdict verdict = judge(observation, step);
-    const std::string explanation = choose_explanation(step, observation.outcome, observation.situation);
-    const bool as_expected = expected && expected->outcome == observation.outcome && expected->call == observation.call;
-
-    narrator.blank();
-    narrator.paragraph("Observed:",
-                       std::string(call_name(observation.call)) + " -> " + observed +
-                           "   (Linux is expected to give " + expected_text + "; the article predicts " + claimed + ")",
-                       observation.outcome == 0 ? Tone::good : Tone::bad);
-    if (!as_expected) {
-      narrator.paragraph("Note:",
-                         "this kernel did not give the outcome this lesson expects on Linux. The verdict and the "
-                         "explanation follow what it did.",
-                         Tone::note);
-    }
-    narrator.paragraph("Verdict:", verdict_words(verdict, step.said) + ".",
-                       verdict == Verdict::holds ? Tone::good : Tone::note);
-    if (prediction) {
-      ++predicted;
-      const bool right = *prediction == observation.outcome;
-      predicted_right += right ? 1 : 0;
-      narrator.paragraph("Quiz:",
-                         "you predicted " + outcome_name(make_error(*prediction)) + ": " +
-                             (right ? "right." : "the kernel said " + observed + ".") + " Score: " +
-                             std::to_string(predicted_right) + " of " + std::to_string(predicted) + ".",
-                         right ? Tone::good : Tone::note);
-    }
-    narrator.paragraph("Why:", explanation);
-    if (verdict == Verdict::depends_on_platform) narrator.paragraph("Elsewhere:", step.elsewhere, Tone::dim);
-
-    record.add("call", call_name(observation.call))
-        .add("outcome", observed)
-        .add("expected", expected_text)
-        .add("as_expected", as_expected)
-        .add("claimed", claimed)
-        .add("verdict", verdict_key(verdict, step.said))
-        .add("claim", step.claim)
-        .add("source", step.source)
-        .add("situation", situation_key(observation.situation))
-        .add("explanation", explanation);
-    if (quiz) {
-      if (prediction) {
-        record.add("prediction", outcome_name(make_error(*prediction))).add("predicted_right", *prediction == observation.outcome);
-      } else {
-        record.add_raw("prediction", "null");
-      }
+    } else {
+      report_outcome(narrator, step, observation, expected, prediction, settings.quiz, score, record);
     }
     for (const auto& [key, value] : observation.facts) record.add_raw(key, value);
     emit(record);
   }
-  if (quiz && predicted > 0) {
-    narrator.paragraph("Quiz:", "your predictions: " + std::to_string(predicted_right) + " of " +
-                                    std::to_string(predicted) + " right.", Tone::heading);
+  if (settings.quiz && score.predicted > 0) {
+    narrator.paragraph("Quiz:",
+                       "your predictions: " + std::to_string(score.right) + " of " + std::to_string(score.predicted) +
+                           " right.",
+                       Tone::heading);
   }
-  for (const auto* extra : extras) {
+  for (const auto* extra : settings.extras) {
     if (!extra->finish) continue;
     if (auto problem = extra->finish(narrator)) {
-      std::cerr << program << ": " << *problem << "\n";
+      std::cerr << settings.program << ": " << *problem << "\n";
       every_step_ran = false;
     }
   }
