@@ -52,7 +52,7 @@ Observation restart_after_client_close(Lab& lab) {
   const int fd = client.must("socket", ::socket(AF_INET, SOCK_STREAM, 0));
   client.must("connect", ::connect(fd, to.raw(), to.raw_length()), to);
   client.send_text(fd, "hello from the client");
-  client.receive_text(fd);  // the echo
+  client.receive_text(fd);            // the echo
   client.must("close", ::close(fd));  // the client closes first: the TIME_WAIT will be its own
   server.must_reach("close");
   lab.show_sockets("the kernel's sockets for the port now:");

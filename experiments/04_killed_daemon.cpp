@@ -45,7 +45,7 @@ Observation restart_killed_daemon(Lab& lab, bool reuse_address) {
       // The child: a new process with the same Trace, which now speaks as "daemon's child".
       // alarm() is not inherited across fork(), so the child sets its own bound on its life.
       ::alarm(10);
-      t.must("close", ::close(listener));  // only the daemon listens
+      t.must("close", ::close(listener));                        // only the daemon listens
       t.send_text(connection, t.must_receive_text(connection));  // echo: the client's hello, when it came
       t.wait_for_signal();  // it keeps the connection open, serving, until it is stopped
     }

@@ -128,7 +128,7 @@ Observation setsockopt_after_bind(Lab& lab) {
   });
   const auto bound = restarted.wait_for("bind");
   restarted.must_reach("setsockopt");  // the late option is part of the scenario: seen, after bind
-  restarted.reap();                     // and what the server said about it
+  restarted.reap();                    // and what the server said about it
   return answer(lab, bound, left_behind);
 }
 
@@ -168,7 +168,8 @@ const Experiment kExperiment{
                          "and a TIME_WAIT socket is not listening: Linux lets the two share the port, and TIME_WAIT "
                          "goes on protecting the old connection's four-tuple."},
                         {kOk, Situation::clean, kNothingHeld},
-                        {kOk, Situation::any, "The restart bound the port at once; the socket table above shows what was left."},
+                        {kOk, Situation::any,
+                         "The restart bound the port at once; the socket table above shows what was left."},
                         {EADDRINUSE, Situation::listener, kListenerLeft},
                         {EADDRINUSE, Situation::any,
                          "The restart was refused although both servers set SO_REUSEADDR=1 and only a TIME_WAIT "
@@ -206,7 +207,8 @@ const Experiment kExperiment{
                          "The new server bound the port although the TIME_WAIT socket came from a server without "
                          "SO_REUSEADDR: on this kernel the new socket's flag alone was enough, as on the BSDs."},
                         {kOk, Situation::clean, kNothingHeld},
-                        {kOk, Situation::any, "The restart bound the port at once; the socket table above shows what was left."},
+                        {kOk, Situation::any,
+                         "The restart bound the port at once; the socket table above shows what was left."},
                     },
                 .run = restart_with_reuseaddr_new_only,
             },

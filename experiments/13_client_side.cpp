@@ -123,8 +123,8 @@ Observation run_exhaustion(Lab& lab, const std::string& tw_reuse, bool wait_and_
         error == EPERM || error == EACCES || error == ENOSPC || error == EUSERS || error == EINVAL || error == ENOSYS;
     if (not_permitted) {
       return lab.skip("connect", "unshare(CLONE_NEWUSER | CLONE_NEWNET) returned " +
-                                     portreuse::describe_outcome(portreuse::make_error(error)) +
-                                     ": this user (uid " + std::to_string(::getuid()) +
+                                     portreuse::describe_outcome(portreuse::make_error(error)) + ": this user (uid " +
+                                     std::to_string(::getuid()) +
                                      ") may not create namespaces here, a matter of the user's "
                                      "privileges or the system's settings (/proc/sys/user/"
                                      "max_user_namespaces, a container's seccomp profile); run it "

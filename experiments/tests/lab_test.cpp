@@ -1,5 +1,7 @@
 // Unit tests of the lab: what a Trace records, how events of child processes come back, and that
 // a verdict needs its evidence (otherwise "could not run", naming the call that really failed).
+#include "portreuse/lab.hpp"
+
 #include <doctest/doctest.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -8,7 +10,6 @@
 #include <iostream>
 #include <sstream>
 
-#include "portreuse/lab.hpp"
 #include "portreuse/ports.hpp"
 
 namespace portreuse::lab {

@@ -35,8 +35,8 @@ class QuizTerminal {
     (void)run_command({"/usr/bin/env", "tmux", "-L", socket_, "send-keys", keys, "Enter"}, Millis(5000));
   }
   std::string screen() {
-    const auto shown = run_command({"/usr/bin/env", "tmux", "-L", socket_, "capture-pane", "-p", "-S", "-200"},
-                                   Millis(5000));
+    const auto shown =
+        run_command({"/usr/bin/env", "tmux", "-L", socket_, "capture-pane", "-p", "-S", "-200"}, Millis(5000));
     return shown ? shown->out : std::string();
   }
   // Waits until the screen shows `text` (at least `times` times; bounded).

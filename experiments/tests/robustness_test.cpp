@@ -13,10 +13,10 @@
 #include <sstream>
 #include <thread>
 
-#include "portreuse/json.hpp"
-#include "portreuse/ports.hpp"
 #include "portreuse/child.hpp"
+#include "portreuse/json.hpp"
 #include "portreuse/net.hpp"
+#include "portreuse/ports.hpp"
 #include "test_support.hpp"
 
 namespace portreuse::testing {

@@ -228,15 +228,17 @@ int main(int argc, char** argv) {
                                ". Does not hold here: " + std::to_string(counts["does-not-hold"]) + ".");
   std::string more = "Depends on the platform: " + std::to_string(counts["depends-on-platform"]) + ".";
   if (counts["skipped"] > 0)
-    more += " Skipped (not for this user or this system: each step's note says why): " +
-            std::to_string(counts["skipped"]) + ".";
+    more +=
+        " Skipped (not for this user or this system: each step's note says why): " + std::to_string(counts["skipped"]) +
+        ".";
   if (counts["could-not-run"] > 0) more += " Could not run: " + std::to_string(counts["could-not-run"]) + ".";
   print_wrapped(std::cout, more);
 
   if (!references.empty()) {
     std::cout << "\n";
-    print_wrapped(std::cout, "Claims of other sources (man pages, RFCs, engineers' reports; not the five "
-                             "articles, not counted above):");
+    print_wrapped(std::cout,
+                  "Claims of other sources (man pages, RFCs, engineers' reports; not the five "
+                  "articles, not counted above):");
     std::cout << "\n";
     print_header(std::cout);
     std::map<std::string, int> reference_counts;
@@ -247,11 +249,11 @@ int main(int argc, char** argv) {
       print_row(std::cout, paint, *row, verdict);
     }
     std::cout << std::string(kWidth, '-') << "\n";
-    print_wrapped(std::cout, std::to_string(references.size()) + (references.size() == 1 ? " claim" : " claims") +
-                                 ". Holds here: " + std::to_string(reference_counts["holds"]) +
-                                 ". Does not hold here: " + std::to_string(reference_counts["does-not-hold"]) +
-                                 ". Depends on the platform: " +
-                                 std::to_string(reference_counts["depends-on-platform"]) + ".");
+    print_wrapped(std::cout,
+                  std::to_string(references.size()) + (references.size() == 1 ? " claim" : " claims") +
+                      ". Holds here: " + std::to_string(reference_counts["holds"]) +
+                      ". Does not hold here: " + std::to_string(reference_counts["does-not-hold"]) +
+                      ". Depends on the platform: " + std::to_string(reference_counts["depends-on-platform"]) + ".");
   }
 
   if (!readings.empty()) {

@@ -67,9 +67,9 @@ std::string choose_explanation(const Step& step, int observed, Situation situati
   const auto pick = [&](bool by_outcome, bool by_situation) -> const Explanation* {
     for (const auto& candidate : step.explanations) {
       const bool outcome_fits = by_outcome ? candidate.outcome == observed : !candidate.outcome.has_value();
-      const bool situation_fits =
-          by_situation ? candidate.situation != Situation::any && candidate.situation == situation
-                       : candidate.situation == Situation::any;
+      const bool situation_fits = by_situation
+                                      ? candidate.situation != Situation::any && candidate.situation == situation
+                                      : candidate.situation == Situation::any;
       if (outcome_fits && situation_fits) return &candidate;
     }
     return nullptr;
@@ -390,8 +390,8 @@ void report_outcome(const Narrator& narrator, const Step& step, const Observatio
     score.right += right ? 1 : 0;
     narrator.paragraph("Quiz:",
                        "you predicted " + outcome_name(make_error(*prediction)) + ": " +
-                           (right ? "right." : "the kernel said " + observed + ".") + " Score: " +
-                           std::to_string(score.right) + " of " + std::to_string(score.predicted) + ".",
+                           (right ? "right." : "the kernel said " + observed + ".") +
+                           " Score: " + std::to_string(score.right) + " of " + std::to_string(score.predicted) + ".",
                        right ? Tone::good : Tone::note);
   }
   narrator.paragraph("Why:", explanation);
@@ -500,10 +500,10 @@ int run(const char* number, const Experiment& experiment, int argc, const char* 
     emit(record);
   }
   if (settings.quiz && score.predicted > 0) {
-    narrator.paragraph("Quiz:",
-                       "your predictions: " + std::to_string(score.right) + " of " + std::to_string(score.predicted) +
-                           " right.",
-                       Tone::heading);
+    narrator.paragraph(
+        "Quiz:",
+        "your predictions: " + std::to_string(score.right) + " of " + std::to_string(score.predicted) + " right.",
+        Tone::heading);
   }
   for (const auto* extra : settings.extras) {
     if (!extra->finish) continue;
