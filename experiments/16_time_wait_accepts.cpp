@@ -255,6 +255,18 @@ bool ended_early(const std::optional<portreuse::ExitStatus>& status) {
   return !status || !status->exited || status->code != 0;
 }
 
+// Why the step could not run when the namespace stopped early: its last failed call, the one its
+// must() stopped on (an earlier failure may be an outcome the step expects: a refused connect).
+Observation stopped_early(Lab& lab) {
+  const auto& events = lab.events();
+  for (auto index = events.size(); index > 0; --index) {
+    const Event event = events[index - 1];  // a copy: could_not_run may read more events first
+    if (event.ok() || event.quiet || event.call == Call::note || event.call == Call::exited) continue;
+    return lab.could_not_run("the scenario did not happen: the namespace stopped early", event);
+  }
+  return lab.could_not_run("the scenario did not happen: the namespace stopped early");
+}
+
 // The index of the first event of `call` by `role` at or after `from`; events().size() if none.
 std::size_t index_of(const Lab& lab, Call call, Role role, std::size_t from = 0) {
   for (std::size_t index = from; index < lab.events().size(); ++index) {
@@ -310,7 +322,7 @@ Observation syn_reopens_time_wait(Lab& lab) {
     report_port(t, to.port());
   });
   if (auto skipped = not_permitted(lab, inside, "accept")) return *skipped;
-  if (ended_early(inside.reap())) return lab.could_not_run("the scenario did not happen: the namespace stopped early");
+  if (ended_early(inside.reap())) return stopped_early(lab);
 
   // Before: the rows reported before the second connect; after: the rows after it.
   const std::size_t again = index_of(lab, Call::connect, Role::client, index_of(lab, Call::connect, Role::client) + 1);
@@ -418,7 +430,7 @@ Observation client_tw_reuse(Lab& lab) {
   for (int round = 0; round < kWaitingPorts; ++round) inside.wait_for("connect");
   std::array<std::optional<Event>, 7> cells;
   for (auto& cell : cells) cell = inside.wait_for("connect", reuse_wait() + portreuse::kDefaultDeadline);
-  if (ended_early(inside.reap())) return lab.could_not_run("the scenario did not happen: the namespace stopped early");
+  if (ended_early(inside.reap())) return stopped_early(lab);
   for (const auto& cell : cells) {
     if (!cell) return lab.could_not_run("the scenario did not happen: a connect() of the grid was not made");
   }
@@ -482,7 +494,7 @@ Observation rst_on_time_wait(Lab& lab, const char* rfc1337) {
     bind_plain("server again");
   });
   if (auto skipped = not_permitted(lab, inside, "bind")) return *skipped;
-  if (ended_early(inside.reap())) return lab.could_not_run("the scenario did not happen: the namespace stopped early");
+  if (ended_early(inside.reap())) return stopped_early(lab);
 
   // The evidence: the first plain bind was refused by the TIME_WAIT, the RST really left (sendto
   // returned the segment's length), and the rows before and after it.
@@ -546,7 +558,7 @@ Observation fin_restarts_timer(Lab& lab) {
     t.report_timers(to.port());
   });
   if (auto skipped = not_permitted(lab, inside, "sendto")) return *skipped;
-  if (ended_early(inside.reap())) return lab.could_not_run("the scenario did not happen: the namespace stopped early");
+  if (ended_early(inside.reap())) return stopped_early(lab);
 
   std::vector<long> timers;
   for (const auto& event : lab.events()) {

@@ -858,20 +858,6 @@ Observation Lab::could_not_run(std::string_view what_was_missing) {
   // earlier failure can be an outcome the scenario expected (a refused connect), not the cause.
   std::vector<const Event*> failures;
   if (broken_at_ && *broken_at_ < events_.size()) failures.push_back(&events_[*broken_at_]);
-  // A spawned process that ended with status 1 stopped on a must(): its last failed call before
-  // it ended is that must's, which the parent's broken_at_ cannot know.
-  for (std::size_t index = 0; index < events_.size(); ++index) {
-    if (events_[index].call != Call::exited || events_[index].value != 1) continue;
-    for (auto before = index; before > 0; --before) {
-      const auto& event = events_[before - 1];
-      if (event.origin != events_[index].origin || event.ok() || event.call == Call::note ||
-          event.call == Call::exited) {
-        continue;
-      }
-      failures.push_back(&event);
-      break;
-    }
-  }
   for (const auto& event : events_) failures.push_back(&event);
   for (const auto* failure : failures) {
     const auto& event = *failure;
@@ -881,6 +867,9 @@ Observation Lab::could_not_run(std::string_view what_was_missing) {
                                 (event.detail.empty() ? "" : " " + printable(event.detail)) + " (" + event.actor +
                                 ") returned " + describe_outcome(make_error(event.error));
     return observation;
+  }
+  for (const auto& event : events_) {
+    if (event.call == Call::exited && event.value != 0 && event.role != Role::server) continue;
   }
   observation.could_not_run = std::string(what_was_missing) + " (no call failed, but it was not seen)";
   return observation;
