@@ -239,6 +239,34 @@ int time_wait_rows(const Lab& lab, std::size_t from, std::size_t to) {
   return rows;
 }
 
+// The first failed read of the socket table or its timers between two events (by their index). A
+// table that could not be read says nothing about which rows were there: no "row gone" from it.
+std::optional<Event> failed_read(const Lab& lab, std::size_t from, std::size_t to) {
+  for (std::size_t index = from; index < to && index < lab.events().size(); ++index) {
+    const auto& event = lab.events()[index];
+    if ((event.call == Call::socket_table || event.call == Call::timer) && !event.ok()) return event;
+  }
+  return std::nullopt;
+}
+
+// The namespace's process ended early: a call it could not go on without failed (its must()
+// ended it with status 1), or a signal ended it. What it reported is then not the whole scenario.
+bool ended_early(const std::optional<portreuse::ExitStatus>& status) {
+  return !status || !status->exited || status->code != 0;
+}
+
+// Why the step could not run when the namespace stopped early: its last failed call, the one its
+// must() stopped on (an earlier failure may be an outcome the step expects: a refused connect).
+Observation stopped_early(Lab& lab) {
+  const auto& events = lab.events();
+  for (auto index = events.size(); index > 0; --index) {
+    const Event event = events[index - 1];  // a copy: could_not_run may read more events first
+    if (event.ok() || event.quiet || event.call == Call::note || event.call == Call::exited) continue;
+    return lab.could_not_run("the scenario did not happen: the namespace stopped early", event);
+  }
+  return lab.could_not_run("the scenario did not happen: the namespace stopped early");
+}
+
 // The index of the first event of `call` by `role` at or after `from`; events().size() if none.
 std::size_t index_of(const Lab& lab, Call call, Role role, std::size_t from = 0) {
   for (std::size_t index = from; index < lab.events().size(); ++index) {
@@ -294,7 +322,7 @@ Observation syn_reopens_time_wait(Lab& lab) {
     report_port(t, to.port());
   });
   if (auto skipped = not_permitted(lab, inside, "accept")) return *skipped;
-  inside.reap();
+  if (ended_early(inside.reap())) return stopped_early(lab);
 
   // Before: the rows reported before the second connect; after: the rows after it.
   const std::size_t again = index_of(lab, Call::connect, Role::client, index_of(lab, Call::connect, Role::client) + 1);
@@ -306,10 +334,12 @@ Observation syn_reopens_time_wait(Lab& lab) {
       accepted = lab.events()[index];
   }
   if (before == 0) return lab.could_not_run("the scenario did not happen: no TIME_WAIT was reported before the SYN");
-  if (accepted && !accepted->ok()) {
-    return lab.observe(accepted, {Evidence::accepted, Evidence::server_closed_first, Evidence::table_read},
-                       Situation::time_wait_kept);
+  if (const auto failed = failed_read(lab, 0, lab.events().size())) {
+    return lab.could_not_run("the socket table could not be read", *failed);
   }
+  // The connect() passed, so a connection waits in the backlog: an accept() that failed then
+  // (EMFILE, ENOMEM) says nothing about the TIME_WAIT.
+  if (accepted && !accepted->ok()) return lab.could_not_run("the new connection was not accepted", *accepted);
   auto observation = lab.observe(accepted, {Evidence::accepted, Evidence::server_closed_first, Evidence::table_read},
                                  after == 0 ? Situation::time_wait_reopened : Situation::time_wait_kept);
   observation.fact("time_wait_rows_before", std::to_string(before));
@@ -400,7 +430,7 @@ Observation client_tw_reuse(Lab& lab) {
   for (int round = 0; round < kWaitingPorts; ++round) inside.wait_for("connect");
   std::array<std::optional<Event>, 7> cells;
   for (auto& cell : cells) cell = inside.wait_for("connect", reuse_wait() + portreuse::kDefaultDeadline);
-  inside.reap();
+  if (ended_early(inside.reap())) return stopped_early(lab);
   for (const auto& cell : cells) {
     if (!cell) return lab.could_not_run("the scenario did not happen: a connect() of the grid was not made");
   }
@@ -464,7 +494,7 @@ Observation rst_on_time_wait(Lab& lab, const char* rfc1337) {
     bind_plain("server again");
   });
   if (auto skipped = not_permitted(lab, inside, "bind")) return *skipped;
-  inside.reap();
+  if (ended_early(inside.reap())) return stopped_early(lab);
 
   // The evidence: the first plain bind was refused by the TIME_WAIT, the RST really left (sendto
   // returned the segment's length), and the rows before and after it.
@@ -481,6 +511,9 @@ Observation rst_on_time_wait(Lab& lab, const char* rfc1337) {
   const int before = time_wait_rows(lab, 0, first_bind);
   const int after = time_wait_rows(lab, sent, second_bind);
   if (before == 0) return lab.could_not_run("the scenario did not happen: no TIME_WAIT was reported before the RST");
+  if (const auto failed = failed_read(lab, 0, lab.events().size())) {
+    return lab.could_not_run("the socket table could not be read", *failed);
+  }
   auto observation =
       lab.observe(lab.events()[second_bind], {Evidence::accepted, Evidence::server_closed_first, Evidence::table_read},
                   after == 0 ? Situation::time_wait_ended : Situation::time_wait_kept);
@@ -525,7 +558,7 @@ Observation fin_restarts_timer(Lab& lab) {
     t.report_timers(to.port());
   });
   if (auto skipped = not_permitted(lab, inside, "sendto")) return *skipped;
-  inside.reap();
+  if (ended_early(inside.reap())) return stopped_early(lab);
 
   std::vector<long> timers;
   for (const auto& event : lab.events()) {
@@ -534,6 +567,9 @@ Observation fin_restarts_timer(Lab& lab) {
   const std::size_t sent = index_of(lab, Call::sendto, Role::other);
   if (sent >= lab.events().size() || lab.events()[sent].value != static_cast<long>(sizeof(Segment))) {
     return lab.could_not_run("the crafted FIN was not sent");
+  }
+  if (const auto failed = failed_read(lab, 0, lab.events().size())) {
+    return lab.could_not_run("the TIME_WAIT timer could not be read", *failed);
   }
   if (timers.size() != 2)
     return lab.could_not_run("the scenario did not happen: the TIME_WAIT timer was not read twice");
