@@ -275,8 +275,8 @@ int Trace::send_text(int fd, std::string_view text) {
 std::string Trace::receive_text(int fd) {
   std::array<char, 512> buffer{};
   const Returned returned = ::recv(fd, buffer.data(), buffer.size(), 0);
-  const std::string got = returned.value > 0 ? std::string(buffer.data(), static_cast<std::size_t>(returned.value))
-                                             : std::string();
+  std::string got =
+      returned.value > 0 ? std::string(buffer.data(), static_cast<std::size_t>(returned.value)) : std::string();
   call("recv", returned, got.empty() ? std::string() : "\"" + got + "\"");
   return got;
 }
@@ -395,8 +395,8 @@ std::optional<Trace> Trace::resume_after_exec() {
   int origin = 0;
   int role = 0;
   int used = 0;
-  if (std::sscanf(entry, "%d %d %d %n", &fd, &origin, &role, &used) != 3 || fd < 0 ||
-      ::fcntl(fd, F_GETFD) < 0 || role < 0 || role > static_cast<int>(Role::other)) {
+  if (std::sscanf(entry, "%d %d %d %n", &fd, &origin, &role, &used) != 3 || fd < 0 || ::fcntl(fd, F_GETFD) < 0 ||
+      role < 0 || role > static_cast<int>(Role::other)) {
     return std::nullopt;
   }
   Trace resumed(nullptr, fd, std::string(entry + used), static_cast<Role>(role));
@@ -567,7 +567,8 @@ void Lab::record(Event event) {
 }
 
 void Lab::remember_in_order(std::vector<Event> batch) {
-  std::stable_sort(batch.begin(), batch.end(), [](const Event& left, const Event& right) { return left.at < right.at; });
+  std::stable_sort(batch.begin(), batch.end(),
+                   [](const Event& left, const Event& right) { return left.at < right.at; });
   for (auto& event : batch) remember(std::move(event));
 }
 
@@ -593,8 +594,8 @@ void Lab::remember(Event event) {
   if (!json_ && !event.quiet) {
     const std::string actor = shown_actor(event);
     const Tone tone = event.call == Call::note || event.call == Call::exited ? Tone::plain
-                      : event.error != 0                                  ? Tone::bad
-                                                                          : Tone::plain;
+                      : event.error != 0                                     ? Tone::bad
+                                                                             : Tone::plain;
     narrator_.line(actor, narrator_.paint(event.text(), tone));
   }
   events_.push_back(std::move(event));
@@ -899,7 +900,8 @@ Observation Lab::observe(const std::optional<Event>& answer, std::initializer_li
                          Situation situation) {
   pump(Millis(0));
   for (const auto need : needs) {
-    if (!saw(need)) return could_not_run(std::string("the scenario did not happen: ") + std::string(evidence_words(need)));
+    if (!saw(need))
+      return could_not_run(std::string("the scenario did not happen: ") + std::string(evidence_words(need)));
   }
   if (!answer) return could_not_run("the call that answers the step was never made");
   Observation observation;

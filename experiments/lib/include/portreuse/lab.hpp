@@ -42,25 +42,53 @@ namespace portreuse::lab {
 // The calls a trace records. Written in experiments as string literals ("bind"); the conversion
 // is checked at compile time, so a misspelt call name does not build.
 enum class Call {
-  socket, setsockopt, getsockopt, bind, listen, connect, accept, recv, send, shutdown, close,
-  fork, kill, sendto, recvfrom, getsockname, unshare, sysctl, pipe, exited, note,
-  setgroups, setgid, setuid,  // a child that drops root's rights (09: another user's socket)
+  socket,
+  setsockopt,
+  getsockopt,
+  bind,
+  listen,
+  connect,
+  accept,
+  recv,
+  send,
+  shutdown,
+  close,
+  fork,
+  kill,
+  sendto,
+  recvfrom,
+  getsockname,
+  unshare,
+  sysctl,
+  pipe,
+  exited,
+  note,
+  setgroups,
+  setgid,
+  setuid,  // a child that drops root's rights (09: another user's socket)
   // write: to a file of /proc (a namespace's uid_map); ioctl: an interface's flags (lo up);
   // socket_table: one row of the kernel's socket table as a process saw it (value: its TcpState).
-  write, ioctl, socket_table,
+  write,
+  ioctl,
+  socket_table,
   // timer: the time left on a TIME_WAIT's timer as a process read it from the socket table
   // (value: milliseconds), so that a parent can compare two readings as numbers (16).
   timer,
   // 17: handing a listening socket to the next server (SCM_RIGHTS, LISTEN_FDS across execve),
   // and a process reaping its own children inside a namespace.
-  socketpair, sendmsg, recvmsg, execve, dup2, waitpid
+  socketpair,
+  sendmsg,
+  recvmsg,
+  execve,
+  dup2,
+  waitpid
 };
 std::string_view call_name(Call call);
 
 struct CallName {
   Call call;
   consteval CallName(const char* text) : call(parse(text)) {}  // NOLINT(google-explicit-constructor)
-  CallName(Call known) : call(known) {}                          // NOLINT(google-explicit-constructor)
+  CallName(Call known) : call(known) {}                        // NOLINT(google-explicit-constructor)
 
  private:
   static consteval bool same(const char* left, const char* right) {
@@ -68,12 +96,12 @@ struct CallName {
     return *left == *right;
   }
   static consteval Call parse(const char* text) {
-    constexpr const char* kNames[] = {"socket",      "setsockopt", "getsockopt", "bind",  "listen",   "connect",
-                                      "accept",      "recv",       "send",       "shutdown", "close", "fork",
-                                      "kill",        "sendto",     "recvfrom",   "getsockname", "unshare", "sysctl",
-                                      "pipe",        "exited",     "note",       "setgroups", "setgid", "setuid",
-                                      "write",       "ioctl",      "socket_table", "timer",   "socketpair", "sendmsg",
-                                      "recvmsg",     "execve",     "dup2",       "waitpid"};
+    constexpr const char* kNames[] = {"socket",  "setsockopt", "getsockopt",   "bind",        "listen",     "connect",
+                                      "accept",  "recv",       "send",         "shutdown",    "close",      "fork",
+                                      "kill",    "sendto",     "recvfrom",     "getsockname", "unshare",    "sysctl",
+                                      "pipe",    "exited",     "note",         "setgroups",   "setgid",     "setuid",
+                                      "write",   "ioctl",      "socket_table", "timer",       "socketpair", "sendmsg",
+                                      "recvmsg", "execve",     "dup2",         "waitpid"};
     for (int index = 0; index < static_cast<int>(std::size(kNames)); ++index) {
       if (same(text, kNames[index])) return static_cast<Call>(index);
     }
@@ -100,16 +128,16 @@ enum class Role { server, client, other };
 // One recorded call (or note), as the narration and the JSON show it.
 struct Event {
   pid_t pid = 0;
-  int origin = 0;     // which spawned process (and its children) reported it; 0: this process
+  int origin = 0;  // which spawned process (and its children) reported it; 0: this process
   Role role = Role::other;
   std::string actor;  // "server 4242", "client", "socket A"
   Call call = Call::note;
-  long value = 0;     // what the call returned (a descriptor, a byte count, a pid)
-  int error = 0;      // 0 or errno
-  std::string detail; // its arguments in words: "0.0.0.0:40123", or the note's text
+  long value = 0;      // what the call returned (a descriptor, a byte count, a pid)
+  int error = 0;       // 0 or errno
+  std::string detail;  // its arguments in words: "0.0.0.0:40123", or the note's text
 
   [[nodiscard]] bool ok() const noexcept { return error == 0 && value >= 0; }
-  bool quiet = false;  // from a quiet trace: evidence, not narration
+  bool quiet = false;   // from a quiet trace: evidence, not narration
   std::int64_t at = 0;  // its place in time (Returned::now_ns; see Trace::call): the narration's order
   [[nodiscard]] std::string text() const;  // "bind 0.0.0.0:40123 -> EADDRINUSE"
 };
@@ -270,28 +298,28 @@ enum class Situation {
   all_to_second,      // ... to the socket bound second
   none_arrived,       // no datagram arrived within the deadline
   // Experiment-specific: what else the step saw that selects its explanation.
-  all_in_time_wait,       // 13: every connection made left its client port in TIME_WAIT
-  reused_time_wait_port,  // 13: the connect after the wait took a port still in TIME_WAIT
-  new_port,               // 13: ... took a port that was not in TIME_WAIT
-  never_exhausted,        // 13: the ports never ran out
-  timer_within_a_minute,  // 14: the TIME_WAIT timer read at most 60 s
-  timer_beyond_a_minute,  // 14: ... more than 60 s
-  under_a_minute,         // 14: the port was free again in less than 55 s
-  about_a_minute,         // 14: ... in 55 to 70 s
-  over_a_minute,          // 14: ... later than 70 s
-  never_held,             // 14: the restart bound at once
-  still_held,             // 14: still refused when the program gave up
-  cells_as_documented,    // 15: every cell of the block gave the documented outcome
-  cells_differ,           // 15: some cells differ from the documented rule
-  cells_skipped,          // 15: the cells that ran are as documented; some could not run (no IPv6)
-  ran_out_sooner,         // 18: bind(port 0) before connect() made fewer connections than connect() alone
-  inside_own_range,       // 18: every port connect() took came from the socket's IP_LOCAL_PORT_RANGE
-  only_reuseport,         // 18: the OR'd option name set SO_REUSEPORT and left SO_REUSEADDR at 0
-  time_wait_reopened,     // 16: the TIME_WAIT row was there before the SYN and gone after it
-  time_wait_ended,        // 16: ... before the crafted RST and gone after it
-  time_wait_kept,         // 16: ... and still there after the crafted segment
-  timer_restarted,        // 16: the TIME_WAIT timer read higher after the crafted FIN
-  timer_not_restarted,    // 16: ... did not
+  all_in_time_wait,          // 13: every connection made left its client port in TIME_WAIT
+  reused_time_wait_port,     // 13: the connect after the wait took a port still in TIME_WAIT
+  new_port,                  // 13: ... took a port that was not in TIME_WAIT
+  never_exhausted,           // 13: the ports never ran out
+  timer_within_a_minute,     // 14: the TIME_WAIT timer read at most 60 s
+  timer_beyond_a_minute,     // 14: ... more than 60 s
+  under_a_minute,            // 14: the port was free again in less than 55 s
+  about_a_minute,            // 14: ... in 55 to 70 s
+  over_a_minute,             // 14: ... later than 70 s
+  never_held,                // 14: the restart bound at once
+  still_held,                // 14: still refused when the program gave up
+  cells_as_documented,       // 15: every cell of the block gave the documented outcome
+  cells_differ,              // 15: some cells differ from the documented rule
+  cells_skipped,             // 15: the cells that ran are as documented; some could not run (no IPv6)
+  ran_out_sooner,            // 18: bind(port 0) before connect() made fewer connections than connect() alone
+  inside_own_range,          // 18: every port connect() took came from the socket's IP_LOCAL_PORT_RANGE
+  only_reuseport,            // 18: the OR'd option name set SO_REUSEPORT and left SO_REUSEADDR at 0
+  time_wait_reopened,        // 16: the TIME_WAIT row was there before the SYN and gone after it
+  time_wait_ended,           // 16: ... before the crafted RST and gone after it
+  time_wait_kept,            // 16: ... and still there after the crafted segment
+  timer_restarted,           // 16: the TIME_WAIT timer read higher after the crafted FIN
+  timer_not_restarted,       // 16: ... did not
   new_server_not_listening,  // 17: the restarted server never listened (its bind failed)
   served_after_restart,      // 17: the new server answered requests after the restart
 };
@@ -303,8 +331,8 @@ struct Observation {
   int outcome = 0;
   Situation situation = Situation::any;
   std::vector<std::pair<std::string, std::string>> facts;  // extra JSON members: key, JSON text
-  std::optional<std::string> could_not_run;               // the call that failed and its errno
-  std::optional<std::string> skipped;                     // the system cannot run it: why
+  std::optional<std::string> could_not_run;                // the call that failed and its errno
+  std::optional<std::string> skipped;                      // the system cannot run it: why
   // The part of the claim the outcome alone cannot show (how long, a whole grid): whether it was
   // observed to hold. A verdict of "holds" needs the outcome and this; nullopt: nothing more.
   std::optional<bool> detail_holds;
@@ -340,8 +368,7 @@ class Lab {
   // Forks a real child process that runs body as `name`; its events come back over the pipe. The
   // child exits 0 when body returns, 1 when a must() call in it failed.
   // When fork() fails, the failure is recorded (fork -> EAGAIN) and ScenarioBroke thrown.
-  Process spawn(std::string name, Role role, const std::function<void(Trace&)>& body,
-                               Millis lifetime = Millis(10000));
+  Process spawn(std::string name, Role role, const std::function<void(Trace&)>& body, Millis lifetime = Millis(10000));
   // "you" in the narration: what a person at the keyboard does (press Ctrl+C, start the server).
   void you(std::string_view text);
   // With --step: stops here until Enter, saying what to look at meanwhile (the sockets are live).
@@ -405,8 +432,8 @@ class Lab {
   friend class Trace;
   friend class Process;
   void record(Event event);
-  void pump(Millis deadline);                     // reads child events that are waiting (or come within deadline)
-  std::optional<Event> read_one(Millis deadline);  // one event from the pipe
+  void pump(Millis deadline);                        // reads child events that are waiting (or come within deadline)
+  std::optional<Event> read_one(Millis deadline);    // one event from the pipe
   void remember_in_order(std::vector<Event> batch);  // by the time the calls returned
   void remember(Event event);
   void record_failure(Call call, int error, std::string detail);
@@ -425,11 +452,11 @@ class Lab {
   std::set<Evidence> seen_;
   bool server_heard_ = false;  // a server's recv returned bytes (Evidence::exchanged)
   bool client_heard_ = false;  // ... a client's recv
-  std::set<int> owned_;  // descriptors the step opened; closed when it ends
+  std::set<int> owned_;        // descriptors the step opened; closed when it ends
   std::vector<SocketEntry> last_table_;
   bool last_table_read_ = false;          // whether last_table_ comes from a table that could be read
   std::optional<std::size_t> broken_at_;  // the failed event a must() (or spawn) stopped the step on
-  std::int64_t last_at_ = 0;  // when a call of this process last returned (Trace::call)
+  std::int64_t last_at_ = 0;              // when a call of this process last returned (Trace::call)
   std::unique_ptr<wire::StepWire> wire_;  // with --ladder or --pcap
 };
 
@@ -438,7 +465,7 @@ class Lab {
 inline constexpr int kOk = 0;
 
 struct Explanation {
-  std::optional<int> outcome;         // 0 (ok), an errno; nullopt for any
+  std::optional<int> outcome;  // 0 (ok), an errno; nullopt for any
   Situation situation = Situation::any;
   std::string text;
 };
