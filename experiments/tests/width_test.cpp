@@ -148,7 +148,7 @@ TEST_SUITE("width") {
     const auto states = [&](const std::vector<std::string>& extra = {}) {
       std::vector<std::string> argv{tool_path("socket_states"), port};
       argv.insert(argv.end(), extra.begin(), extra.end());
-      const auto result = run_program(argv);
+      auto result = run_program(argv);
       check_fits("socket_states " + port, result);
       return result;
     };
