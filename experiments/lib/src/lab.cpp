@@ -869,9 +869,6 @@ Observation Lab::could_not_run(std::string_view what_was_missing) {
                                 ") returned " + describe_outcome(make_error(event.error));
     return observation;
   }
-  for (const auto& event : events_) {
-    if (event.call == Call::exited && event.value != 0 && event.role != Role::server) continue;
-  }
   observation.could_not_run = std::string(what_was_missing) + " (no call failed, but it was not seen)";
   return observation;
 }

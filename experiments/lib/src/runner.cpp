@@ -267,12 +267,13 @@ std::variant<Settings, int> parse_settings(const ManifestRow& entry, const Exper
   settings.quiz = args.has("--quiz");
   settings.run_long = args.has("--long");
   settings.colour_disabled = args.has("--no-color");
-  // A quiz reads the student's answers from a terminal; piped input would answer for them.
-  if (settings.quiz && (::isatty(STDIN_FILENO) == 0 || ::isatty(STDOUT_FILENO) == 0) && !settings.json) {
-    return cli.usage_error("--quiz needs a terminal (stdin and stdout)");
-  }
+  // A quiz reads the student's answers from a terminal; piped input would answer for them. With
+  // --json the questions go to stderr, so only stdin must be a terminal.
   if (settings.quiz && ::isatty(STDIN_FILENO) == 0) {
     return cli.usage_error("--quiz needs a terminal to read answers from");
+  }
+  if (settings.quiz && !settings.json && ::isatty(STDOUT_FILENO) == 0) {
+    return cli.usage_error("--quiz needs a terminal to show its questions on (or use --json)");
   }
   if (auto path = args.value("--record")) {
     settings.record_file.open(*path, std::ios::app);
