@@ -21,7 +21,8 @@ Result<std::uint16_t> free_tcp_port() {
     probe->reset();
     // Fresh means no socket at either end: a TIME_WAIT whose far end is this port (an earlier
     // server here, whose client closed first) would otherwise show up in this port's lesson.
-    auto table = read_socket_table();
+    // IPv6 listeners only, as the lesson's own table reads until it needs more (Ipv6Rows).
+    auto table = read_socket_table(Transport::tcp, TableSource::automatic, Ipv6Rows::listeners);
     if (!table || involving_port(*table, port).empty()) return port;  // no table: trust the kernel
   }
   return last_failure;

@@ -161,8 +161,9 @@ Endpoint diag_endpoint(int family, const __be32* address, __be16 port) {
   return Endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&v6), sizeof v6);
 }
 
-// One sock_diag dump of a family and protocol, every state.
-std::error_code dump_with_netlink(int family, Transport transport, std::vector<SocketEntry>& table) {
+// One sock_diag dump of a family and protocol: every state, or only listeners.
+std::error_code dump_with_netlink(int family, Transport transport, bool listeners_only,
+                                  std::vector<SocketEntry>& table) {
   const int fd = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (fd < 0) return last_error();
   const UniqueFd owner(fd);
@@ -177,7 +178,7 @@ std::error_code dump_with_netlink(int family, Transport transport, std::vector<S
   message.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   message.request.sdiag_family = static_cast<std::uint8_t>(family);
   message.request.sdiag_protocol = transport == Transport::tcp ? IPPROTO_TCP : IPPROTO_UDP;
-  message.request.idiag_states = ~0U;
+  message.request.idiag_states = listeners_only ? 1U << static_cast<int>(TcpState::listen) : ~0U;
   if (::send(fd, &message, sizeof message, 0) < 0) return last_error();
   std::vector<char> buffer(1 << 16);
   for (;;) {
@@ -220,18 +221,20 @@ std::error_code dump_with_netlink(int family, Transport transport, std::vector<S
 }
 #endif
 
-Result<std::vector<SocketEntry>> read_with_netlink(Transport transport) {
+Result<std::vector<SocketEntry>> read_with_netlink(Transport transport, Ipv6Rows ipv6) {
 #ifdef __linux__
   std::vector<SocketEntry> table;
-  if (auto error = dump_with_netlink(AF_INET, transport, table)) return error;
+  if (auto error = dump_with_netlink(AF_INET, transport, false, table)) return error;
   // No IPv6 in this kernel is not a failure: there are simply no IPv6 sockets.
-  if (auto error = dump_with_netlink(AF_INET6, transport, table);
+  const bool listeners_only = transport == Transport::tcp && ipv6 == Ipv6Rows::listeners;
+  if (auto error = dump_with_netlink(AF_INET6, transport, listeners_only, table);
       error && error.value() != ENOENT && error.value() != EAFNOSUPPORT) {
     return error;
   }
   return table;
 #else
   (void)transport;
+  (void)ipv6;
   return make_error(ENOSYS);
 #endif
 }
@@ -287,13 +290,13 @@ TableSource source_from_environment(TableSource requested) {
 
 }  // namespace
 
-Result<std::vector<SocketEntry>> read_socket_table(Transport transport, TableSource source) {
+Result<std::vector<SocketEntry>> read_socket_table(Transport transport, TableSource source, Ipv6Rows ipv6) {
   switch (source_from_environment(source)) {
     case TableSource::proc: return read_from_proc(transport);
-    case TableSource::netlink: return read_with_netlink(transport);
+    case TableSource::netlink: return read_with_netlink(transport, ipv6);
     case TableSource::automatic: break;
   }
-  auto table = read_with_netlink(transport);
+  auto table = read_with_netlink(transport, ipv6);
   if (table) return table;
   return read_from_proc(transport);
 }

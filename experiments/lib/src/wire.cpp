@@ -1,5 +1,7 @@
 #include "portreuse/wire.hpp"
 
+#include "portreuse/lab.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -87,6 +89,7 @@ std::optional<std::string> enter_private_network() {
   if (auto error = write_file("/proc/self/gid_map", std::to_string(gid) + " " + std::to_string(gid) + " 1")) {
     return "writing /proc/self/gid_map returned " + describe_outcome(error);
   }
+  portreuse::lab::own_connection_table();
   if (auto error = bring_loopback_up()) {
     return "bringing lo up in the new namespace (SIOCSIFFLAGS) returned " + describe_outcome(error);
   }

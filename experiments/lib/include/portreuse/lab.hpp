@@ -434,6 +434,7 @@ class Lab {
   void record(Event event);
   void pump(Millis deadline);                        // reads child events that are waiting (or come within deadline)
   std::optional<Event> read_one(Millis deadline);    // one event from the pipe
+  std::set<pid_t> running_;                          // spawned and not yet reaped
   void remember_in_order(std::vector<Event> batch);  // by the time the calls returned
   void remember(Event event);
   void record_failure(Call call, int error, std::string detail);
@@ -454,6 +455,9 @@ class Lab {
   bool client_heard_ = false;  // ... a client's recv
   std::set<int> owned_;        // descriptors the step opened; closed when it ends
   std::vector<SocketEntry> last_table_;
+  // Whether a table read needs the IPv6 connections too (socket_table.hpp, Ipv6Rows): once an
+  // IPv6 address went by in a call, or a call failed and the table may have to explain why.
+  bool ipv6_rows_needed_ = false;
   bool last_table_read_ = false;          // whether last_table_ comes from a table that could be read
   std::optional<std::size_t> broken_at_;  // the failed event a must() (or spawn) stopped the step on
   std::int64_t last_at_ = 0;              // when a call of this process last returned (Trace::call)
@@ -523,6 +527,9 @@ std::optional<Expected> expected_outcome(std::string_view number, std::string_vi
 // call fails it is recorded and ScenarioBroke thrown (unshare fails when this user may not create
 // namespaces: that event tells the parent why the step cannot run here).
 void enter_private_network(Trace& t, const std::vector<std::pair<std::string, std::string>>& sysctls);
+// Called just after unshare(CLONE_NEWUSER | CLONE_NEWNET): moves this process into a network
+// namespace whose connection table is its own (Linux 6.1), so that reading it is quick.
+void own_connection_table();
 // The same for a step whose segments belong in the ladder, and that may change a setting between
 // calls. When the run already lives in a private network namespace of its own
 // (Lab::shares_private_network: --ladder, --pcap), the child stays there, so the capture sees

@@ -66,11 +66,20 @@ enum class TableSource {
               // several milliseconds on a machine with much memory (measured: README, Performance)
 };
 
+// Which IPv6 TCP sockets a read returns. Every dump of a connection state walks the kernel's
+// whole connection hash (262,144 buckets with 24 GiB of memory, about 2.4 ms), once for IPv4 and
+// once more for IPv6; listeners are in a small table of their own (0.05 ms). A step that never
+// used IPv6 and in which nothing failed needs only the IPv6 listeners: they are what an IPv4
+// bind() can meet from the IPv6 side (a dual-stack [::]:P). Lab::show_sockets decides.
+enum class Ipv6Rows { all, listeners };
+
 // Every TCP (or UDP) socket of this network namespace, IPv4 and IPv6.
-// The environment variable PORTREUSE_SOCKET_TABLE=proc (or =netlink) overrides `automatic`.
+// The environment variable PORTREUSE_SOCKET_TABLE=proc (or =netlink) overrides `automatic`;
+// /proc always gives every row.
 // ENOENT when neither source exists (not Linux, or /proc not mounted).
 Result<std::vector<SocketEntry>> read_socket_table(Transport transport = Transport::tcp,
-                                                   TableSource source = TableSource::automatic);
+                                                   TableSource source = TableSource::automatic,
+                                                   Ipv6Rows ipv6 = Ipv6Rows::all);
 
 // Sockets whose local port is `port`: the ones a bind() to that port is checked against.
 std::vector<SocketEntry> bound_to_port(const std::vector<SocketEntry>& table, std::uint16_t port);
