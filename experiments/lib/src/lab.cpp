@@ -1,5 +1,6 @@
 #include "portreuse/lab.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -13,7 +14,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <set>
@@ -113,6 +113,18 @@ bool in_this_run(pid_t pid) {
   return pid == self;
 }
 
+// The names in a directory of /proc; none when it cannot be read (the process has ended).
+std::vector<std::string> names_in(const std::string& directory) {
+  std::vector<std::string> names;
+  DIR* listing = ::opendir(directory.c_str());
+  if (listing == nullptr) return names;
+  while (const dirent* entry = ::readdir(listing)) {
+    if (entry->d_name[0] != '.') names.emplace_back(entry->d_name);
+  }
+  ::closedir(listing);
+  return names;
+}
+
 // The socket inodes open in this process and its descendants (through /proc/PID/task/*/children):
 // a few directories to read, where find_socket_owner() walks every process of the machine.
 std::set<unsigned long> inodes_of_this_run() {
@@ -120,16 +132,16 @@ std::set<unsigned long> inodes_of_this_run() {
   std::vector<pid_t> pending{::getpid()};
   constexpr std::string_view kPrefix = "socket:[";
   while (!pending.empty() && pending.size() < 4096) {
-    const auto pid = std::to_string(pending.back());
+    const auto process = "/proc/" + std::to_string(pending.back());
     pending.pop_back();
-    std::error_code error;
-    for (const auto& fd : std::filesystem::directory_iterator("/proc/" + pid + "/fd", error)) {
-      std::error_code unreadable;
-      const auto target = std::filesystem::read_symlink(fd.path(), unreadable).string();
-      if (!unreadable && target.rfind(kPrefix, 0) == 0) inodes.insert(std::stoul(target.substr(kPrefix.size())));
+    for (const auto& fd : names_in(process + "/fd")) {
+      std::array<char, 64> target{};
+      const auto length = ::readlink((process + "/fd/" + fd).c_str(), target.data(), target.size() - 1);
+      const std::string_view link(target.data(), length > 0 ? static_cast<std::size_t>(length) : 0);
+      if (link.starts_with(kPrefix)) inodes.insert(std::stoul(std::string(link.substr(kPrefix.size()))));
     }
-    for (const auto& task : std::filesystem::directory_iterator("/proc/" + pid + "/task", error)) {
-      std::ifstream children(task.path() / "children");
+    for (const auto& task : names_in(process + "/task")) {
+      std::ifstream children(process + "/task/" + task + "/children");
       long child = 0;
       while (children >> child) pending.push_back(static_cast<pid_t>(child));
     }
