@@ -438,9 +438,9 @@ struct Measured {
   // namespace's (but the new server's bind() -> EADDRINUSE that stop-start predicts), else a
   // client's (Counts::unexplained). Its measurement is not clean: the step could not run.
   std::optional<Event> unexplained;
-  bool restarted = false;      // the strategy's restart really happened
-  bool served_by_old = false;  // the old server accepted connections of the load
-  bool ran_through = false;    // the namespace process ended with status 0: nothing broke off
+  bool restarted = false;       // the strategy's restart really happened
+  bool served_by_old = false;   // the old server accepted connections of the load
+  bool ran_through = false;     // the namespace process ended with status 0: nothing broke off
   std::int64_t restart_at = 0;  // the signal that began it
 };
 
@@ -662,8 +662,7 @@ Measured restart_under_load(Lab& lab, Strategy strategy, int requests) {
 
         // The restart, one strategy each.
         const auto start_new_server = [&]() {
-          restarting.note("the new server starts: it needs " + std::to_string(kStartup.count()) +
-                          " ms to get ready");
+          restarting.note("the new server starts: it needs " + std::to_string(kStartup.count()) + " ms to get ready");
           (void)!::write(go[1], "G", 1);
         };
         switch (strategy) {
@@ -730,8 +729,8 @@ Measured restart_under_load(Lab& lab, Strategy strategy, int requests) {
     if (event.call == Call::kill && event.ok() && measured.restart_at == 0) measured.restart_at = event.at;
     // The restart happened: the old server left by itself (exit 0), or its pid runs the new
     // program image, which found the inherited listener.
-    const bool old_left = strategy != Strategy::listen_fds && measured.restart_at != 0 && event.call == Call::exited &&
-                          event.value == 0;
+    const bool old_left =
+        strategy != Strategy::listen_fds && measured.restart_at != 0 && event.call == Call::exited && event.value == 0;
     const bool exec_done =
         strategy == Strategy::listen_fds && event.call == Call::getsockopt && event.ok() && event.pid == old_pid;
     if (old_left || exec_done) measured.restarted = true;
