@@ -563,8 +563,8 @@ void Lab::record(Event event) {
   // A call that another process completes (a recv, an accept, a connect) waits a moment for that
   // process's report, which is written just after its own call returns.
   // With no child running there is no report to wait for (09's 200 connections in one process).
-  const bool completed_by_peer = (event.call == Call::recv || event.call == Call::accept || event.call == Call::connect) &&
-                                 !running_.empty();
+  const bool completed_by_peer =
+      (event.call == Call::recv || event.call == Call::accept || event.call == Call::connect) && !running_.empty();
   std::vector<Event> batch;
   auto wait = completed_by_peer ? Millis(5) : Millis(0);
   while (auto child_event = read_one(wait)) {

@@ -1,7 +1,5 @@
 #include "portreuse/wire.hpp"
 
-#include "portreuse/lab.hpp"
-
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -10,6 +8,8 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+
+#include "portreuse/lab.hpp"
 
 #ifdef __linux__
 #include <linux/if_packet.h>
