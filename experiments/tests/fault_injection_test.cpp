@@ -432,31 +432,11 @@ RunReport run_under(const ManifestEntry& entry, const Condition& condition, cons
   return report;
 }
 
-// Experiments known not to pass the matrix yet, each with what is wrong: reported by every run
-// (so they stay visible), not checked. PORTREUSE_FAULT_ONLY=17 still runs one of them on demand.
-struct KnownGap {
-  const char* number;
-  const char* what;
-};
-constexpr KnownGap kKnownGaps[] = {
-    {"17",
-     "its load's failures are the lesson (ECONNREFUSED, ECONNRESET), so an injected refusal or reset is "
-     "not yet told apart from the restart's own; a new server's bind with an unexpected errno still "
-     "gives a loss verdict; under accept EMFILE or ulimit -n 12 it runs 25 to 30 s"},
-};
-
+// Every experiment of the manifest, or only those PORTREUSE_FAULT_ONLY names ("02,17").
 std::vector<ManifestEntry> experiments_to_run() {
   const char* only = std::getenv("PORTREUSE_FAULT_ONLY");
   auto entries = read_manifest();
-  if (only == nullptr || *only == '\0') {
-    for (const auto& gap : kKnownGaps) {
-      MESSAGE("not checked: experiment " << gap.number << ": " << gap.what);
-      entries.erase(std::remove_if(entries.begin(), entries.end(),
-                                   [&](const ManifestEntry& entry) { return entry.number == gap.number; }),
-                    entries.end());
-    }
-    return entries;
-  }
+  if (only == nullptr || *only == '\0') return entries;
   const std::string wanted = std::string(",") + only + ",";
   entries.erase(std::remove_if(entries.begin(), entries.end(),
                                [&](const ManifestEntry& entry) {

@@ -202,6 +202,8 @@ std::string_view call_name(Call call) {
     case Call::execve: return "execve";
     case Call::dup2: return "dup2";
     case Call::waitpid: return "waitpid";
+    case Call::signalfd: return "signalfd";
+    case Call::fcntl: return "fcntl";
   }
   return "?";
 }
@@ -392,10 +394,14 @@ namespace {
 constexpr const char* kTraceVariable = "PORTREUSE_TRACE";  // "fd origin role actor"
 }  // namespace
 
-std::string Trace::keep_across_exec() {
+std::optional<std::string> Trace::keep_across_exec() {
   // F_DUPFD gives a copy without FD_CLOEXEC, above the descriptors a server hands on (3, 4...).
-  const int kept = ::fcntl(pipe_fd_, F_DUPFD, 10);
-  if (kept >= 0) pipe_fd_ = kept;
+  const Returned kept = ::fcntl(pipe_fd_, F_DUPFD, 10);
+  if (kept.value < 0) {
+    call("fcntl", kept, "F_DUPFD 10: the report channel, to be kept across execve");
+    return std::nullopt;
+  }
+  pipe_fd_ = static_cast<int>(kept.value);
   return std::string(kTraceVariable) + "=" + std::to_string(pipe_fd_) + " " + std::to_string(origin_) + " " +
          std::to_string(static_cast<int>(role_)) + " " + actor_;
 }
@@ -895,7 +901,15 @@ Observation Lab::could_not_run(std::string_view what_was_missing) {
 Observation Lab::could_not_run(std::string_view what_was_missing, const Event& failed) {
   pump(Millis(0));
   Observation observation;
-  observation.fact("calls", events_json());
+  // The failed call is listed even when a silent trace recorded it (17's clients): the why never
+  // names a call that the calls do not show.
+  std::vector<std::string> texts;
+  for (const auto& event : events_) {
+    const bool named = event.pid == failed.pid && event.at == failed.at && event.call == failed.call;
+    if (event.quiet && !named) continue;
+    texts.push_back(shown_actor(event) + ": " + event.text());
+  }
+  observation.fact("calls", json_string_array(texts));
   observation.call = failed.call;
   observation.could_not_run = std::string(what_was_missing) + ": " + std::string(call_name(failed.call)) +
                               (failed.detail.empty() ? "" : " " + printable(failed.detail)) + " (" + failed.actor +

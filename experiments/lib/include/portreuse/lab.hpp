@@ -81,7 +81,9 @@ enum class Call {
   recvmsg,
   execve,
   dup2,
-  waitpid
+  waitpid,
+  signalfd,  // 17: the descriptor a server reads its stop signals from
+  fcntl      // 17: the report channel copied above fd 10, to survive execve
 };
 std::string_view call_name(Call call);
 
@@ -101,7 +103,7 @@ struct CallName {
                                       "kill",    "sendto",     "recvfrom",     "getsockname", "unshare",    "sysctl",
                                       "pipe",    "exited",     "note",         "setgroups",   "setgid",     "setuid",
                                       "write",   "ioctl",      "socket_table", "timer",       "socketpair", "sendmsg",
-                                      "recvmsg", "execve",     "dup2",         "waitpid"};
+                                      "recvmsg", "execve",     "dup2",         "waitpid",     "signalfd",   "fcntl"};
     for (int index = 0; index < static_cast<int>(std::size(kNames)); ++index) {
       if (same(text, kNames[index])) return static_cast<Call>(index);
     }
@@ -204,7 +206,9 @@ class Trace {
   // child's report channel to a descriptor (10 or above) that survives exec and returns the
   // environment entry that names it. The new program image resumes reporting with
   // resume_after_exec(), which reads that entry; nullopt when there is none (not started so).
-  std::string keep_across_exec();
+  // When the copy cannot be made (a descriptor limit of 10 or less), the fcntl failure is
+  // recorded and keep_across_exec returns nullopt: the new image could not report.
+  std::optional<std::string> keep_across_exec();
   static std::optional<Trace> resume_after_exec();
 
  private:
