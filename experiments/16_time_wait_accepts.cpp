@@ -352,9 +352,9 @@ Observation syn_reopens_time_wait(Lab& lab) {
 
 // Where the kernel has tcp_tw_reuse_delay (milliseconds), the step sets it short and waits past
 // it; older kernels wait a whole second (they compare seconds), so the step waits two there.
-constexpr Millis kReuseDelay{100};
+constexpr Millis kReuseDelay{50};
 Millis reuse_wait() {
-  return sysctl_value("net.ipv4.tcp_tw_reuse_delay") ? kReuseDelay + Millis(30) : Millis(2000);
+  return sysctl_value("net.ipv4.tcp_tw_reuse_delay") ? kReuseDelay + Millis(20) : Millis(2000);
 }
 constexpr int kWaitingPorts = 4;  // one for each connect that may take a TIME_WAIT over, and spares
 constexpr std::array<const char*, 3> kSettings{"0", "1", "2"};

@@ -319,10 +319,10 @@ pause() {
 }
 
 failed=()
-elapsed_ns=0  # the programs' own time, without the waits for the build
+elapsed_us=0  # the programs' own time, without the waits for the build
 for index in "${selected[@]}"; do
   number=${numbers[$index]}
-  program=$(program_of "$index")
+  program="$bin_dir/$number-${slugs[$index]}"  # as program_of, without a subshell
   $build && wait_for_target "experiment_$number"
   pause "experiment $number, ${titles[$index]}"
   flags=("${program_flags[@]}")
@@ -330,16 +330,16 @@ for index in "${selected[@]}"; do
   if $long && grep -q -- '--long' <<<"$("$program" --help)"; then flags+=(--long); fi
   if $ladder && [[ $ladder_numbers == *" $number "* ]]; then flags+=(--ladder); fi
   status=0
-  started=$(date +%s%N)
+  started=${EPOCHREALTIME//[!0-9]/}  # microseconds, without forking date (any locale's point)
   if $json; then
     "$program" --json "${flags[@]}" || status=$?
   else
     "$program" --record "/dev/fd/$record_fd" "${flags[@]}" || status=$?
   fi
-  elapsed_ns=$((elapsed_ns + $(date +%s%N) - started))
+  elapsed_us=$((elapsed_us + ${EPOCHREALTIME//[!0-9]/} - started))
   [[ $status -eq 0 ]] || failed+=("$number (exit status $status)")
 done
-elapsed_ms=$((elapsed_ns / 1000000))
+elapsed_ms=$((elapsed_us / 1000))
 
 if ! $json; then
   summary_flags=()
