@@ -810,23 +810,10 @@ Observation run_strategy(Lab& lab, Strategy strategy) {
   return judge_restart(lab, strategy, measured);
 }
 
-Observation stop_start(Lab& lab) {
-  return run_strategy(lab, Strategy::stop_start);
-}
-Observation stop_start_reuseaddr(Lab& lab) {
-  return run_strategy(lab, Strategy::stop_start_reuseaddr);
-}
-Observation reuseport_overlap(Lab& lab) {
-  return run_strategy(lab, Strategy::reuseport_overlap);
-}
-Observation reuseport_migrate(Lab& lab) {
-  return run_strategy(lab, Strategy::reuseport_migrate);
-}
-Observation listen_fds_exec(Lab& lab) {
-  return run_strategy(lab, Strategy::listen_fds);
-}
-Observation scm_rights_handover(Lab& lab) {
-  return run_strategy(lab, Strategy::scm_rights);
+// Each strategy is a step of the table below: strategy_step<Strategy::stop_start> and so on.
+template <Strategy strategy>
+Observation strategy_step(Lab& lab) {
+  return run_strategy(lab, strategy);
 }
 
 // --long: every strategy again with ten times the requests, in one table; the answer is the
@@ -908,7 +895,7 @@ const Experiment kExperiment{
                          "connect() refused while no server listened."},
                         {kOk, Situation::any, "Every request was served: the restart fell between requests."},
                     },
-                .run = stop_start,
+                .run = strategy_step<Strategy::stop_start>,
             },
             Step{
                 .id = "stop-start-reuseaddr",
@@ -929,7 +916,7 @@ const Experiment kExperiment{
                         {kOk, Situation::any,
                          "No request was lost: the gap fell between two requests of every client."},
                     },
-                .run = stop_start_reuseaddr,
+                .run = strategy_step<Strategy::stop_start_reuseaddr>,
             },
             Step{
                 .id = "reuseport-overlap",
@@ -947,7 +934,7 @@ const Experiment kExperiment{
                            "returned), and when the old listener closed, the kernel reset them: recv() -> "
                            "ECONNRESET. Each socket of the group has its own queue.",
                            "No request was lost: none was queued on the old listener when it closed."),
-                .run = reuseport_overlap,
+                .run = strategy_step<Strategy::reuseport_overlap>,
             },
             Step{
                 .id = "reuseport-migrate",
@@ -964,7 +951,7 @@ const Experiment kExperiment{
                            "closed, but with tcp_migrate_req = 1 the kernel moved them (and half-open ones) to the "
                            "new listener of the same SO_REUSEPORT group, which accepted them. They waited, as long "
                            "as the old server's drain, and were not lost."),
-                .run = reuseport_migrate,
+                .run = strategy_step<Strategy::reuseport_migrate>,
             },
             Step{
                 .id = "listen-fds-exec",
@@ -983,7 +970,7 @@ const Experiment kExperiment{
                          "every connection that arrived while the new program started, and the new program "
                          "accepted them from fd 3."},
                     },
-                .run = listen_fds_exec,
+                .run = strategy_step<Strategy::listen_fds>,
             },
             Step{
                 .id = "scm-rights-handover",
@@ -1000,7 +987,7 @@ const Experiment kExperiment{
                          "same listening socket: when the old server closed its copy, the socket, its port and "
                          "its queue stayed, held by the new process."},
                     },
-                .run = scm_rights_handover,
+                .run = strategy_step<Strategy::scm_rights>,
             },
             Step{
                 .id = "heavier-load",

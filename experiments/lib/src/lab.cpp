@@ -70,6 +70,7 @@ struct WireHeader {
   std::uint16_t actor_length;
   std::uint16_t detail_length;
   std::int32_t quiet;
+  std::int32_t family;
   std::int64_t at;
 };
 constexpr std::size_t kMaxWire = 4096;  // PIPE_BUF on Linux
@@ -226,12 +227,13 @@ std::string Event::text() const {
 
 // ---- Trace -------------------------------------------------------------------------------
 
-int Trace::call(CallName name, Returned returned, std::string_view detail) {
+int Trace::record_call(CallName name, Returned returned, std::string_view detail, int family) {
   Event event;
   event.call = name.call;
   event.value = returned.value;
   event.error = returned.error;
   event.detail = std::string(detail);
+  event.family = family;
   // The narration's order: a call that waits for another process (recv, accept) is placed when
   // it returned; any other call when it began, right after this process's previous call (or the
   // lab's last report) returned. So a send comes before the recv that got its bytes, even when
@@ -265,8 +267,7 @@ int Trace::call(CallName name, Returned returned, std::string_view detail) {
   return static_cast<int>(returned.value);
 }
 
-int Trace::must(CallName name, Returned returned, std::string_view detail) {
-  const int value = call(name, returned, detail);
+int Trace::required(int value, const Returned& returned) {
   if (returned.value < 0) {
     if (lab_ != nullptr) lab_->broken_at_ = lab_->events_.size() - 1;  // the event just recorded
     throw ScenarioBroke{"a call the scenario needs failed"};
@@ -319,44 +320,30 @@ Trace Trace::alongside(std::string actor, Role role) const {
   return other;
 }
 
+void Trace::record_row(Call call, long value, int error, std::string detail, int family) {
+  Event event;
+  event.call = call;
+  event.value = value;
+  event.error = error;
+  event.detail = std::move(detail);
+  event.family = family;
+  record(std::move(event));
+}
+
 void Trace::report_sockets(std::uint16_t port, Transport transport) {
   const auto table = read_socket_table(transport);
-  if (!table) {
-    Event event;
-    event.call = Call::socket_table;
-    event.value = -1;
-    event.error = table.error().value();
-    event.detail = "of this network namespace";
-    record(std::move(event));
-    return;
-  }
+  if (!table) return record_row(Call::socket_table, -1, table.error().value(), "of this network namespace");
   for (const auto& entry : involving_port(*table, port)) {
-    Event event;
-    event.call = Call::socket_table;
-    event.value = static_cast<long>(entry.state);
-    event.detail = entry.describe();
-    record(std::move(event));
+    record_row(Call::socket_table, static_cast<long>(entry.state), 0, entry.describe(), entry.local.family());
   }
 }
 
 void Trace::report_timers(std::uint16_t port) {
   const auto table = read_socket_table(Transport::tcp);
-  if (!table) {
-    Event event;
-    event.call = Call::timer;
-    event.value = -1;
-    event.error = table.error().value();
-    event.detail = "of this network namespace";
-    record(std::move(event));
-    return;
-  }
+  if (!table) return record_row(Call::timer, -1, table.error().value(), "of this network namespace");
   for (const auto& entry : involving_port(*table, port)) {
     if (!entry.is(TcpState::time_wait)) continue;
-    Event event;
-    event.call = Call::timer;
-    event.value = std::lround(entry.timer_seconds * 1000.0);
-    event.detail = entry.describe();
-    record(std::move(event));
+    record_row(Call::timer, std::lround(entry.timer_seconds * 1000.0), 0, entry.describe(), entry.local.family());
   }
 }
 
@@ -383,6 +370,7 @@ void Trace::record(Event event) {
   header.actor_length = static_cast<std::uint16_t>(actor.size());
   header.detail_length = static_cast<std::uint16_t>(detail.size());
   header.quiet = event.quiet ? 1 : 0;
+  header.family = event.family;
   header.at = event.at;
   std::string wire(reinterpret_cast<const char*>(&header), sizeof header);
   wire += actor;
@@ -595,8 +583,7 @@ void Lab::remember_in_order(std::vector<Event> batch) {
 }
 
 void Lab::remember(Event event) {
-  ipv6_rows_needed_ = ipv6_rows_needed_ || event.error != 0 || event.detail.find('[') != std::string::npos ||
-                      event.detail.find("AF_INET6") != std::string::npos;
+  ipv6_rows_needed_ = ipv6_rows_needed_ || event.error != 0 || event.family == AF_INET6;
   if (event.ok()) {
     if (event.call == Call::listen) seen_.insert(Evidence::listening);
     if (event.call == Call::accept) seen_.insert(Evidence::accepted);
@@ -642,6 +629,7 @@ std::optional<Event> Lab::read_one(Millis deadline) {
         event.error = header.error;
         event.quiet = header.quiet != 0;
         event.at = header.at;
+        event.family = header.family;
         event.actor = buffered_.substr(sizeof header, header.actor_length);
         event.detail = buffered_.substr(sizeof header + header.actor_length, header.detail_length);
         buffered_.erase(0, total);

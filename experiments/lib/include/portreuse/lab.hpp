@@ -134,9 +134,10 @@ struct Event {
   Role role = Role::other;
   std::string actor;  // "server 4242", "client", "socket A"
   Call call = Call::note;
-  long value = 0;      // what the call returned (a descriptor, a byte count, a pid)
-  int error = 0;       // 0 or errno
-  std::string detail;  // its arguments in words: "0.0.0.0:40123", or the note's text
+  long value = 0;          // what the call returned (a descriptor, a byte count, a pid)
+  int error = 0;           // 0 or errno
+  std::string detail;      // its arguments in words: "0.0.0.0:40123", or the note's text
+  int family = AF_UNSPEC;  // the address family of the endpoint the call named (or the row showed)
 
   [[nodiscard]] bool ok() const noexcept { return error == 0 && value >= 0; }
   bool quiet = false;   // from a quiet trace: evidence, not narration
@@ -159,12 +160,20 @@ class Trace {
   // Records the call and returns what it returned. Descriptors that socket() and accept() return
   // belong to the step: each gets a receive and send timeout (kDefaultDeadline) so no call can
   // hang, and whatever is still open when the step (or the child) ends is closed then.
-  int call(CallName name, Returned returned, std::string_view detail = {});
-  int call(CallName name, Returned returned, const Endpoint& where) { return call(name, returned, where.text()); }
+  int call(CallName name, Returned returned, std::string_view detail = {}) {
+    return record_call(name, returned, detail, AF_UNSPEC);
+  }
+  int call(CallName name, Returned returned, const Endpoint& where) {
+    return record_call(name, returned, where.text(), where.family());
+  }
   // The same for a call the scenario cannot go on without: when it fails, the failure is
   // recorded and ScenarioBroke thrown. The step's own answer is always made with call(), never must().
-  int must(CallName name, Returned returned, std::string_view detail = {});
-  int must(CallName name, Returned returned, const Endpoint& where) { return must(name, returned, where.text()); }
+  int must(CallName name, Returned returned, std::string_view detail = {}) {
+    return required(record_call(name, returned, detail, AF_UNSPEC), returned);
+  }
+  int must(CallName name, Returned returned, const Endpoint& where) {
+    return required(record_call(name, returned, where.text(), where.family()), returned);
+  }
   // A line of narration that is not a call: "waits for Ctrl+C".
   void note(std::string_view text);
   // Sends `text` and records it (send, in full or the error).
@@ -216,6 +225,13 @@ class Trace {
   Trace(Lab* lab, int pipe_fd, std::string actor, Role role)
       : lab_(lab), pipe_fd_(pipe_fd), actor_(std::move(actor)), role_(role) {}
   void record(Event event);
+  // call() and must(): `family` is the named endpoint's (AF_UNSPEC when none), so that the lab
+  // knows from the type, not from the text, when a step used IPv6.
+  int record_call(CallName name, Returned returned, std::string_view detail, int family);
+  // must()'s second half: throws ScenarioBroke when the call failed.
+  int required(int value, const Returned& returned);
+  // report_sockets() and report_timers(): one row of the table, or the read's failure (-1, errno).
+  void record_row(Call call, long value, int error, std::string detail, int family = AF_UNSPEC);
   Lab* lab_;     // set in the parent
   int pipe_fd_;  // set in a child: where its events go
   std::string actor_;
