@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mapfile -t sources < <(git ls-files 'experiments/*.cpp' 'experiments/*.hpp')
 clang-format --dry-run --Werror "${sources[@]}"
 
-# A configure of its own: clang-tidy reads neither GCC's precompiled headers nor unity batches.
+# A configure of its own: clang-tidy reads neither the lab's precompiled header nor unity batches.
 cmake -S . -B build/lint -DCMAKE_BUILD_TYPE=Debug -DCMAKE_EXPORT_COMPILE_COMMANDS=ON \
   -DCMAKE_DISABLE_PRECOMPILE_HEADERS=ON -DPORTREUSE_FAST_BUILD=OFF >/dev/null
 mapfile -t units < <(printf '%s\n' "${sources[@]}" | grep '\.cpp$')

@@ -171,9 +171,13 @@ say() { $json || printf '%s\n' "$*"; }
 program_of() { printf '%s' "$bin_dir/${numbers[$1]}-${slugs[$1]}"; }
 
 # ---- The build: in the background, the first program first --------------------------------
-# A builder in a process group of its own builds the library, then the summary tool and the
-# selected programs in order, two at a time; each finished target leaves a mark in $work. The
-# run waits only for the program it is about to start. Whatever happens, the builder's whole
+# A builder in a process group of its own first precompiles the lab's header, which every other
+# compile reads (the summary tool compiles beside it). Then three things go on at once: the
+# libraries that every program links (two jobs); the experiments' objects in order (two
+# compilers, at a lower priority, so that they take only the cores the libraries leave idle and
+# never slow a running experiment down); and the links, in order, each as soon as its object and
+# the libraries are there. Every step leaves a mark in $work (NAME.ok or NAME.failed, and NAME.log);
+# the run waits only for the program it is about to start. Whatever happens, the builder's whole
 # group is stopped when run-all ends, and it stops by itself when run-all is gone (SIGKILL).
 work=""
 builder_pid=""
@@ -189,54 +193,77 @@ trap cleanup EXIT
 # servers before it ends, so all that is left to do here is to stop the build and end.
 trap 'echo; echo "run-all.sh: interrupted" >&2; exit 130' INT TERM
 
-builder() {  # builder PARENT_PID WORK_DIR PRESET TARGET...   (runs in its own process group)
-  local parent=$1 work=$2 preset=$3
-  shift 3
-  build_one() {  # build_one TARGET [fast]: marks TARGET.ok or TARGET.failed
-    local goal=$1
-    [[ ${2:-} == fast ]] && goal="$1/fast"  # its own files only: the library is built already
-    if cmake --build --preset "$preset" --target "$goal" >"$work/$1.log" 2>&1; then
-      : >"$work/$1.ok"
-    else
-      : >"$work/$1.failed"
-    fi
+builder() {  # builder PARENT_PID WORK_DIR PRESET BUILD_DIR TARGET=OBJECT...   (own process group)
+  local parent=$1 work=$2 preset=$3 build_dir=$4
+  shift 4
+  marked() {  # marked NAME COMMAND...: runs COMMAND, output in NAME.log; leaves NAME.ok or .failed
+    local name=$1
+    shift
+    if "$@" >"$work/$name.log" 2>&1; then : >"$work/$name.ok"; else : >"$work/$name.failed"; fi
   }
-  build_one portreuse
-  [[ -e $work/portreuse.ok ]] || exit 1
-  worker() {
-    local target
-    for target in "$@"; do
-      kill -0 "$parent" 2>/dev/null || exit 0      # run-all is gone: stop building
-      mkdir "$work/$target.claimed" 2>/dev/null || continue  # the other worker took it
-      build_one "$target" fast
+  local nap_fd
+  exec {nap_fd}<> <(:)  # a pause without a process, as in wait_for_target
+  until_marked() {  # until_marked NAME: waits for NAME.ok (status 0) or NAME.failed (status 1)
+    while [[ ! -e $work/$1.ok ]]; do
+      [[ -e $work/$1.failed ]] && return 1
+      kill -0 "$parent" 2>/dev/null || exit 0  # run-all is gone: stop building
+      read -rt 0.02 -u "$nap_fd" _ || true
     done
   }
-  worker "$@" &
-  worker "$@" &
+  compiler() {  # compiles the objects of the targets the other compiler has not taken, in order
+    local pair
+    for pair in "$@"; do
+      kill -0 "$parent" 2>/dev/null || exit 0
+      mkdir "$work/${pair%%=*}.claimed" 2>/dev/null || continue
+      marked "${pair%%=*}.object" nice -n 10 cmake --build "$build_dir/experiments" --target "${pair#*=}"
+    done
+  }
+  # The first target, the summary tool, reads no precompiled header: it compiles beside it.
+  mkdir "$work/${1%%=*}.claimed"
+  marked "${1%%=*}.object" cmake --build "$build_dir/experiments" --target "${1#*=}" &
+  marked portreuse_lab_header cmake --build --preset "$preset" --target portreuse_lab_header
+  until_marked portreuse_lab_header || exit 1
+  marked portreuse_libraries cmake --build --preset "$preset" --target portreuse_libraries &
+  compiler "$@" &
+  compiler "$@" &
+  local pair target
+  for pair in "$@"; do
+    target=${pair%%=*}
+    until_marked portreuse_libraries || break
+    if until_marked "$target.object"; then
+      marked "$target" cmake --build --preset "$preset" --target "$target/fast"
+    else
+      cp "$work/$target.object.log" "$work/$target.log"
+      : >"$work/$target.failed"
+    fi
+  done
   wait
 }
 
 # Waits until TARGET is built; on a failed build, says so with the end of its log and exits.
 wait_for_target() {
-  local target=$1 failed=""
+  local target=$1 failed="" step nap_fd=""
   while [[ ! -e $work/$target.ok ]]; do
-    if [[ -e $work/portreuse.failed ]]; then
-      failed=portreuse
-    elif [[ -e $work/$target.failed ]]; then
-      failed=$target
-    elif ! kill -0 "$builder_pid" 2>/dev/null && [[ ! -e $work/$target.ok ]]; then
-      echo "run-all.sh: the build stopped before $target was built" >&2
-      exit 1
-    fi
+    for step in portreuse_lab_header portreuse_libraries "$target"; do
+      [[ -e $work/$step.failed ]] && failed=$step && break
+    done
     if [[ -n $failed ]]; then
       local log="$build_dir/run-all-build.log"
       cp "$work/$failed.log" "$log"
       echo "run-all.sh: building $failed failed; the end of ${log#"$root"/}:" >&2
       tail -n 30 "$log" >&2
       exit 1
+    elif ! kill -0 "$builder_pid" 2>/dev/null && [[ ! -e $work/$target.ok ]]; then
+      echo "run-all.sh: the build stopped before $target was built" >&2
+      exit 1
     fi
-    sleep 0.05
+    # A pause without a process: a read that times out on a pipe nobody writes to (closed
+    # again before the program runs). On this 2-core machine, a `sleep` process every 20 ms cost
+    # a tenth of a core that the compilers need.
+    [[ -n $nap_fd ]] || exec {nap_fd}<> <(:)
+    read -rt 0.05 -u "$nap_fd" _ || true
   done
+  [[ -z $nap_fd ]] || exec {nap_fd}>&-
 }
 
 if $build; then
@@ -252,14 +279,17 @@ if $build; then
       exit 1
     fi
   fi
-  targets=(portreuse-summary)
-  for index in "${selected[@]}"; do targets+=("experiment_${numbers[$index]}"); done
+  # Each target with its object's rule (experiments/NN_slug.cpp, with "_" for "-").
+  targets=(portreuse-summary=tools/summary.cpp.o)
+  for index in "${selected[@]}"; do
+    targets+=("experiment_${numbers[$index]}=${numbers[$index]}_${slugs[$index]//-/_}.cpp.o")
+  done
   say "Building the programs this run needs (preset $preset), the first ones first..."
   if command -v setsid >/dev/null 2>&1; then
-    setsid bash -c "$(declare -f builder); builder \"\$@\"" builder "$$" "$work" "$preset" "${targets[@]}" \
+    setsid bash -c "$(declare -f builder); builder \"\$@\"" builder "$$" "$work" "$preset" "$build_dir" "${targets[@]}" \
       </dev/null >/dev/null 2>&1 &
   else
-    builder "$$" "$work" "$preset" "${targets[@]}" </dev/null >/dev/null 2>&1 &
+    builder "$$" "$work" "$preset" "$build_dir" "${targets[@]}" </dev/null >/dev/null 2>&1 &
   fi
   builder_pid=$!
   wait_for_target portreuse-summary

@@ -161,6 +161,12 @@ Endpoint diag_endpoint(int family, const __be32* address, __be16 port) {
   return Endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&v6), sizeof v6);
 }
 
+// NLMSG_OK without the macro's comparison of the unsigned message length with a signed int.
+bool whole_message_left(const nlmsghdr* header, int left) {
+  return left >= static_cast<int>(sizeof(nlmsghdr)) && header->nlmsg_len >= sizeof(nlmsghdr) &&
+         header->nlmsg_len <= static_cast<unsigned>(left);
+}
+
 // One sock_diag dump of a family and protocol: every state, or only listeners.
 std::error_code dump_with_netlink(int family, Transport transport, bool listeners_only,
                                   std::vector<SocketEntry>& table) {
@@ -189,7 +195,7 @@ std::error_code dump_with_netlink(int family, Transport transport, bool listener
     }
     if (received == 0) return make_error(EIO);
     auto left = static_cast<int>(received);
-    for (auto* header = reinterpret_cast<nlmsghdr*>(buffer.data()); NLMSG_OK(header, left);
+    for (auto* header = reinterpret_cast<nlmsghdr*>(buffer.data()); whole_message_left(header, left);
          header = NLMSG_NEXT(header, left)) {
       if (header->nlmsg_type == NLMSG_DONE) return {};
       if (header->nlmsg_type == NLMSG_ERROR) {
