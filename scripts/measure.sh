@@ -44,9 +44,11 @@ for _ in 1 2 3 4 5; do
   runs+=($(($(now_ms) - started)))
 done
 mapfile -t sorted < <(printf '%s\n' "${runs[@]}" | sort -n)
+# The compiler the default preset chose (clang++ where the machine has it, see CMakeLists.txt).
+compiler() { "$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' build/default/CMakeCache.txt)" --version | head -n 1; }
 
 cat <<REPORT
-Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $(uname -sr), $(c++ --version | head -n 1), load
+Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $(uname -sr), with $(compiler), load
 average $(cut -d' ' -f1-3 /proc/loadavg) at the end:
 
 | what | wall time |
