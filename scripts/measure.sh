@@ -45,7 +45,10 @@ for _ in 1 2 3 4 5; do
 done
 mapfile -t sorted < <(printf '%s\n' "${runs[@]}" | sort -n)
 # The compiler the default preset chose (clang++ where the machine has it, see CMakeLists.txt).
-compiler() { "$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' build/default/CMakeCache.txt)" --version | head -n 1; }
+compiler() {
+  "$(sed -n 's/^ *"command": "\([^ ]*\) .*/\1/p' build/default/compile_commands.json | head -n 1)" --version |
+    head -n 1
+}
 
 cat <<REPORT
 Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $(uname -sr), with $(compiler), load

@@ -193,9 +193,11 @@ trap cleanup EXIT
 # servers before it ends, so all that is left to do here is to stop the build and end.
 trap 'echo; echo "run-all.sh: interrupted" >&2; exit 130' INT TERM
 
-builder() {  # builder PARENT_PID WORK_DIR PRESET BUILD_DIR TARGET=OBJECT...   (own process group)
-  local parent=$1 work=$2 preset=$3 build_dir=$4
-  shift 4
+# Every step calls make, the generator of every preset (CMakePresets.json), in the build tree:
+# through `cmake --build` each of its 40 steps would start one more process, 30 ms of a core.
+builder() {  # builder PARENT_PID WORK_DIR BUILD_DIR TARGET=OBJECT...   (own process group)
+  local parent=$1 work=$2 build_dir=$3
+  shift 3
   marked() {  # marked NAME COMMAND...: runs COMMAND, output in NAME.log; leaves NAME.ok or .failed
     local name=$1
     shift
@@ -215,15 +217,15 @@ builder() {  # builder PARENT_PID WORK_DIR PRESET BUILD_DIR TARGET=OBJECT...   (
     for pair in "$@"; do
       kill -0 "$parent" 2>/dev/null || exit 0
       mkdir "$work/${pair%%=*}.claimed" 2>/dev/null || continue
-      marked "${pair%%=*}.object" nice -n 10 cmake --build "$build_dir/experiments" --target "${pair#*=}"
+      marked "${pair%%=*}.object" nice -n 10 make -C "$build_dir/experiments" "${pair#*=}"
     done
   }
   # The first target, the summary tool, reads no precompiled header: it compiles beside it.
   mkdir "$work/${1%%=*}.claimed"
-  marked "${1%%=*}.object" cmake --build "$build_dir/experiments" --target "${1#*=}" &
-  marked portreuse_lab_header cmake --build --preset "$preset" --target portreuse_lab_header
+  marked "${1%%=*}.object" make -C "$build_dir/experiments" "${1#*=}" &
+  marked portreuse_lab_header make -C "$build_dir" portreuse_lab_header
   until_marked portreuse_lab_header || exit 1
-  marked portreuse_libraries cmake --build --preset "$preset" --target portreuse_libraries &
+  marked portreuse_libraries make -C "$build_dir" -j2 portreuse_libraries &
   compiler "$@" &
   compiler "$@" &
   local pair target
@@ -231,7 +233,7 @@ builder() {  # builder PARENT_PID WORK_DIR PRESET BUILD_DIR TARGET=OBJECT...   (
     target=${pair%%=*}
     until_marked portreuse_libraries || break
     if until_marked "$target.object"; then
-      marked "$target" cmake --build --preset "$preset" --target "$target/fast"
+      marked "$target" make -C "$build_dir" "$target/fast"
     else
       cp "$work/$target.object.log" "$work/$target.log"
       : >"$work/$target.failed"
@@ -286,10 +288,10 @@ if $build; then
   done
   say "Building the programs this run needs (preset $preset), the first ones first..."
   if command -v setsid >/dev/null 2>&1; then
-    setsid bash -c "$(declare -f builder); builder \"\$@\"" builder "$$" "$work" "$preset" "$build_dir" "${targets[@]}" \
+    setsid bash -c "$(declare -f builder); builder \"\$@\"" builder "$$" "$work" "$build_dir" "${targets[@]}" \
       </dev/null >/dev/null 2>&1 &
   else
-    builder "$$" "$work" "$preset" "$build_dir" "${targets[@]}" </dev/null >/dev/null 2>&1 &
+    builder "$$" "$work" "$build_dir" "${targets[@]}" </dev/null >/dev/null 2>&1 &
   fi
   builder_pid=$!
   wait_for_target portreuse-summary
