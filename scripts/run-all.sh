@@ -271,6 +271,17 @@ wait_for_target() {
 if $build; then
   mkdir -p "$build_dir"
   work=$(mktemp -d "$build_dir/.run-all.XXXXXX")
+  # One build at a time in a build tree: a second run-all waits here until the first one's
+  # builder is done (which holds the lock from here on), then finds its programs built. flock(1)
+  # comes with util-linux; the wait is bounded, and after it the run builds beside the other.
+  lock_fd=""
+  if command -v flock >/dev/null 2>&1; then
+    exec {lock_fd}>"$build_dir/.run-all.lock"
+    if ! flock -n "$lock_fd"; then
+      say "Waiting for another run-all's build of this tree (at most 5 minutes)..."
+      flock -w 300 "$lock_fd" || echo "run-all.sh: the other build still runs; building beside it" >&2
+    fi
+  fi
   if [[ ! -f $build_dir/CMakeCache.txt ]]; then
     say "Configuring the build (preset $preset)..."
     # run-all needs no test framework: the tests' configure is scripts/test.sh's business.
@@ -294,6 +305,7 @@ if $build; then
     builder "$$" "$work" "$build_dir" "${targets[@]}" </dev/null >/dev/null 2>&1 &
   fi
   builder_pid=$!
+  [[ -z $lock_fd ]] || exec {lock_fd}>&-  # the builder holds it; the experiments must not
   wait_for_target portreuse-summary
 else
   needed=("$bin_dir/portreuse-summary")
