@@ -195,9 +195,11 @@ trap 'echo; echo "run-all.sh: interrupted" >&2; exit 130' INT TERM
 
 # Every step calls make, the generator of every preset (CMakePresets.json), in the build tree:
 # through `cmake --build` each of its 40 steps would start one more process, 30 ms of a core.
-builder() {  # builder PARENT_PID WORK_DIR BUILD_DIR TARGET=OBJECT...   (own process group)
-  local parent=$1 work=$2 build_dir=$3
-  shift 3
+# FIRST, the summary tool, reads no precompiled header (experiments/CMakeLists.txt), so its
+# object compiles beside the header; every TARGET's object reads the header.
+builder() {  # builder PARENT_PID WORK_DIR BUILD_DIR FIRST=OBJECT TARGET=OBJECT...   (own group)
+  local parent=$1 work=$2 build_dir=$3 first=$4
+  shift 4
   marked() {  # marked NAME COMMAND...: runs COMMAND, output in NAME.log; leaves NAME.ok or .failed
     local name=$1
     shift
@@ -220,16 +222,14 @@ builder() {  # builder PARENT_PID WORK_DIR BUILD_DIR TARGET=OBJECT...   (own pro
       marked "${pair%%=*}.object" nice -n 10 make -C "$build_dir/experiments" "${pair#*=}"
     done
   }
-  # The first target, the summary tool, reads no precompiled header: it compiles beside it.
-  mkdir "$work/${1%%=*}.claimed"
-  marked "${1%%=*}.object" make -C "$build_dir/experiments" "${1#*=}" &
+  marked "${first%%=*}.object" make -C "$build_dir/experiments" "${first#*=}" &
   marked portreuse_lab_header make -C "$build_dir" portreuse_lab_header
   until_marked portreuse_lab_header || exit 1
   marked portreuse_libraries make -C "$build_dir" -j2 portreuse_libraries &
   compiler "$@" &
   compiler "$@" &
   local pair target
-  for pair in "$@"; do
+  for pair in "$first" "$@"; do
     target=${pair%%=*}
     until_marked portreuse_libraries || break
     if until_marked "$target.object"; then
@@ -292,7 +292,8 @@ if $build; then
       exit 1
     fi
   fi
-  # Each target with its object's rule (experiments/NN_slug.cpp, with "_" for "-").
+  # Each target with its object's rule (experiments/NN_slug.cpp, with "_" for "-"), the summary
+  # tool first.
   targets=(portreuse-summary=tools/summary.cpp.o)
   for index in "${selected[@]}"; do
     targets+=("experiment_${numbers[$index]}=${numbers[$index]}_${slugs[$index]//-/_}.cpp.o")
